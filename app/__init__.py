@@ -1,0 +1,1 @@
+"""hostscale's sample application server (ASGI over Postgres)."""

@@ -1,0 +1,1 @@
+"""Build recipes of the images that run the request path."""

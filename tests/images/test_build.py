@@ -1,0 +1,72 @@
+"""Image builds: content-addressed tags, the optional CA bundle kept out of the final image, and the app's
+hash-pinned requirements in step with uv.lock."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+import docker
+
+from images.build import IMAGES, ROOT, ImageSpec, context_digest, context_tar
+
+
+def test_context_digest_changes_with_content_and_ignores_caches(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    spec = ImageSpec("probe", tmp_path)
+    first = context_digest(spec)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert context_digest(spec) == first, "bytecode caches must not change the tag"
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nLABEL x=1\n")
+    assert context_digest(spec) != first
+
+
+def test_ca_bundle_goes_only_into_contexts_that_take_it(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    for name, spec in IMAGES.items():
+        with tarfile.open(fileobj=io.BytesIO(context_tar(spec, bundle))) as tar:
+            assert ("build-ca.pem" in tar.getnames()) == spec.takes_ca_bundle, name
+
+
+def test_app_image_holds_no_trace_of_the_build_ca(
+    images: dict[str, str], docker_client: docker.DockerClient
+) -> None:
+    output = docker_client.containers.run(
+        images["app"], ["sh", "-c", "find / -xdev -name 'build-ca*' 2>/dev/null; echo done"], remove=True
+    )
+    assert output == b"done\n"
+    history = " ".join(
+        str(layer.get("CreatedBy", "")) for layer in docker_client.images.get(images["app"]).history()
+    )
+    assert "build-ca" not in history
+    assert "PIP_CERT" not in history
+
+
+def test_app_requirements_match_the_lock_file() -> None:
+    exported = subprocess.run(
+        [
+            "uv",
+            "export",
+            "--frozen",
+            "--only-group",
+            "app",
+            "--format",
+            "requirements-txt",
+            "--no-emit-project",
+            "--no-annotate",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    shipped = (ROOT / "app" / "requirements.txt").read_text()
+    body = [line for line in shipped.splitlines() if not line.startswith("#")]
+    assert [line for line in exported.splitlines() if not line.startswith("#")] == body, (
+        "app/requirements.txt is stale: regenerate it with the command at its top"
+    )
