@@ -40,6 +40,7 @@ class ImageSpec:
 
 IMAGES = {
     "app": ImageSpec("app", ROOT / "app", takes_ca_bundle=True),
+    "autoscaler": ImageSpec("autoscaler", ROOT / "autoscaler", takes_ca_bundle=True),
     "haproxy": ImageSpec("haproxy", ROOT / "images" / "haproxy"),
     "postgres": ImageSpec("postgres", ROOT / "images" / "postgres"),
 }

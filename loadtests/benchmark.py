@@ -33,7 +33,9 @@ class ReadItemUser(FastHttpUser):
 
     @task
     def read(self) -> None:
-        with self.client.get(f"/api/items/{self.item_id}", name="/api/items/{id}", catch_response=True) as response:
+        with self.client.get(
+            f"/api/items/{self.item_id}", name="/api/items/{id}", catch_response=True
+        ) as response:
             if response.status_code != 200 or response.json()["id"] != self.item_id:
                 response.failure(f"status {response.status_code}")
 

@@ -3,6 +3,7 @@ metrics and unready replicas, as a table whose ids read as sentences. Exact coun
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +44,7 @@ def obs(current: int, ready: int | None = None, age: float | None = 0.0, **metri
     )
 
 
-def seen(*samples: tuple[float, dict[str, float]], current: int = 4) -> tuple[Observation, ...]:
+def seen(*samples: tuple[float, Mapping[str, float]], current: int = 4) -> tuple[Observation, ...]:
     """Past observations: (seconds ago, metrics)."""
     return tuple(Observation(NOW - ago, current, current, metrics) for ago, metrics in samples)
 

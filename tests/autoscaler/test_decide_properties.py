@@ -123,5 +123,9 @@ def test_no_scale_in_below_a_recommendation_inside_the_window(
         window = [r for at, r in history.recommendations if at > now - policy.scale_down.stabilization_s]
         if decision.direction == "down":
             # Recommendations above max are clamped like the count is.
-            assert all(decision.count >= min(r, policy.max_replicas) for r in window), (current, decision, window)
+            assert all(decision.count >= min(r, policy.max_replicas) for r in window), (
+                current,
+                decision,
+                window,
+            )
         now += policy.interval_s

@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 
 import docker
+import pytest
 
 from images.build import IMAGES, ROOT, ImageSpec, context_digest, context_tar
 
@@ -32,28 +33,33 @@ def test_ca_bundle_goes_only_into_contexts_that_take_it(tmp_path: Path) -> None:
             assert ("build-ca.pem" in tar.getnames()) == spec.takes_ca_bundle, name
 
 
-def test_app_image_holds_no_trace_of_the_build_ca(
-    images: dict[str, str], docker_client: docker.DockerClient
+@pytest.mark.parametrize("name", [name for name, spec in IMAGES.items() if spec.takes_ca_bundle])
+def test_image_holds_no_trace_of_the_build_ca(
+    name: str, images: dict[str, str], docker_client: docker.DockerClient
 ) -> None:
     output = docker_client.containers.run(
-        images["app"], ["sh", "-c", "find / -xdev -name 'build-ca*' 2>/dev/null; echo done"], remove=True
+        images[name],
+        ["-c", "find / -xdev -name 'build-ca*' 2>/dev/null; echo done"],
+        entrypoint="sh",
+        remove=True,
     )
     assert output == b"done\n"
     history = " ".join(
-        str(layer.get("CreatedBy", "")) for layer in docker_client.images.get(images["app"]).history()
+        str(layer.get("CreatedBy", "")) for layer in docker_client.images.get(images[name]).history()
     )
     assert "build-ca" not in history
     assert "PIP_CERT" not in history
 
 
-def test_app_requirements_match_the_lock_file() -> None:
+@pytest.mark.parametrize("group", ["app", "autoscaler"])
+def test_image_requirements_match_the_lock_file(group: str) -> None:
     exported = subprocess.run(
         [
             "uv",
             "export",
             "--frozen",
             "--only-group",
-            "app",
+            group,
             "--format",
             "requirements-txt",
             "--no-emit-project",
@@ -65,8 +71,8 @@ def test_app_requirements_match_the_lock_file() -> None:
         capture_output=True,
         text=True,
     ).stdout
-    shipped = (ROOT / "app" / "requirements.txt").read_text()
+    shipped = (ROOT / group / "requirements.txt").read_text()
     body = [line for line in shipped.splitlines() if not line.startswith("#")]
     assert [line for line in exported.splitlines() if not line.startswith("#")] == body, (
-        "app/requirements.txt is stale: regenerate it with the command at its top"
+        f"{group}/requirements.txt is stale: regenerate it with the command at its top"
     )

@@ -1,0 +1,5 @@
+import sys
+
+from autoscaler.service import main
+
+sys.exit(main())
