@@ -35,9 +35,23 @@ def _series(samples: Iterable[Sample], name: str, backend: str) -> list[Sample]:
     return [s for s in samples if s.name == name and s.labels.get("proxy") == backend]
 
 
+_WANTED = (
+    "haproxy_process_start_time_seconds",
+    "haproxy_backend_current_sessions",
+    "haproxy_backend_current_queue",
+    "haproxy_backend_response_time_average_seconds",
+    "haproxy_backend_http_requests_total",
+    "haproxy_server_status",
+    "haproxy_server_current_queue",
+)
+
+
 def parse_backend(text: str, backend: str) -> tuple[dict[str, float], dict[str, str], float, float]:
     """(gauges, server states, requests counter, process start time) of one backend from the exposition."""
-    samples = [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+    # The exposition is ~120 KB (40-odd series per server slot); parsing only the series used here cuts a
+    # read from ~35 ms to a few ms of CPU. HELP/TYPE lines go too: every series is then an untyped sample.
+    relevant = "\n".join(line for line in text.splitlines() if line.startswith(_WANTED)) + "\n"
+    samples = [sample for family in text_string_to_metric_families(relevant) for sample in family.samples]
 
     def value(name: str) -> float:
         found = _series(samples, name, backend)

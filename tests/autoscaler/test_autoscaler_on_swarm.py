@@ -5,9 +5,7 @@ resume."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +14,8 @@ import httpx
 import pytest
 
 from autoscaler.swarm import SwarmService
-from tests.support.containers import Deadline, wait_for
+from tests.support.containers import wait_for
+from tests.support.load import Load
 from tests.support.swarm import SwarmPath, ensure_swarm, free_loopback_port
 
 POLICY = {
@@ -27,42 +26,6 @@ POLICY = {
     "scale_up": {"stabilization_seconds": 0, "cooldown_seconds": 2, "max_step": 2},
     "scale_down": {"stabilization_seconds": 8, "cooldown_seconds": 2, "max_step": 1},
 }
-
-
-class Load:
-    """Bounded load through HAProxy: `workers` clients, each one request at a time, until stopped or
-    `max_seconds` have passed."""
-
-    def __init__(self, url: str, workers: int, max_seconds: float, work_ms: int = 50) -> None:
-        self.url, self.workers, self.max_seconds, self.work_ms = url, workers, max_seconds, work_ms
-        self.stop = threading.Event()
-        self.served: Counter[str] = Counter()
-        self.failures: list[str] = []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(workers)]
-
-    def _run(self) -> None:
-        deadline = Deadline(self.max_seconds)
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while not self.stop.is_set() and not deadline.expired():
-                try:
-                    response = client.get("/api/work", params={"ms": self.work_ms})
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-                    continue
-                if response.status_code != 200:
-                    self.failures.append(f"{response.status_code} {response.text[:100]}")
-                else:
-                    self.served[response.headers["x-served-by"]] += 1
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=40)
 
 
 @pytest.fixture(scope="module")
