@@ -84,8 +84,9 @@ class Policy:
         return max(windows) + self.interval_s
 
 
-class _Reader:
-    """Reads one mapping of the raw policy, naming every key by its full path in errors."""
+class Reader:
+    """Reads one mapping of raw config, naming every key by its full path in errors. The stack config's
+    loader (components/config.py) uses it too, so every config error in the project reads the same way."""
 
     def __init__(self, raw: Any, path: str) -> None:
         if not isinstance(raw, Mapping):
@@ -141,6 +142,12 @@ class _Reader:
             raise PolicyError(f"{self.key(name)} must be true or false, got {value!r}")
         return value
 
+    def string(self, name: str, default: str | None = None) -> str:
+        value = self.get(name, default)
+        if not isinstance(value, str) or not value:
+            raise PolicyError(f"{self.key(name)} must be a non-empty string, got {value!r}")
+        return value
+
     def name(self, name: str) -> str:
         value = self.get(name)
         if not isinstance(value, str) or not value.strip():
@@ -154,14 +161,14 @@ class _Reader:
             raise PolicyError(f"{self.key(name)} is {value!r}, not a known metric ({known})")
         return str(value)
 
-    def child(self, name: str) -> _Reader:
-        return _Reader(self.get(name, {}), self.key(name))
+    def child(self, name: str) -> Reader:
+        return Reader(self.get(name, {}), self.key(name))
 
-    def items(self, name: str) -> list[_Reader]:
+    def items(self, name: str) -> list[Reader]:
         value = self.get(name, [])
         if not isinstance(value, list):
             raise PolicyError(f"{self.key(name)} must be a list, got {value!r}")
-        return [_Reader(item, f"{self.key(name)}[{index}]") for index, item in enumerate(value)]
+        return [Reader(item, f"{self.key(name)}[{index}]") for index, item in enumerate(value)]
 
     def done(self) -> None:
         unknown = sorted(set(self.raw) - self.used)
@@ -169,7 +176,7 @@ class _Reader:
             raise PolicyError(f"{self.key(unknown[0])} is not a known setting")
 
 
-def _direction(reader: _Reader, default: DirectionPolicy) -> DirectionPolicy:
+def _direction(reader: Reader, default: DirectionPolicy) -> DirectionPolicy:
     policy = DirectionPolicy(
         stabilization_s=reader.number("stabilization_seconds", default.stabilization_s),
         max_step=reader.optional_integer("max_step", default.max_step),
@@ -180,13 +187,13 @@ def _direction(reader: _Reader, default: DirectionPolicy) -> DirectionPolicy:
     return policy
 
 
-def _target(reader: _Reader) -> TargetRule:
+def _target(reader: Reader) -> TargetRule:
     rule = TargetRule(reader.name("name"), reader.metric("metric"), reader.number("target", positive=True))
     reader.done()
     return rule
 
 
-def _step(reader: _Reader) -> StepRule:
+def _step(reader: Reader) -> StepRule:
     name, metric = reader.name("name"), reader.metric("metric")
     if ("above" in reader.raw) == ("below" in reader.raw):
         raise PolicyError(f"{reader.path} needs exactly one of above or below, got {dict(reader.raw)!r}")
@@ -203,7 +210,7 @@ def _step(reader: _Reader) -> StepRule:
 def load_policy(raw: Any, prefix: str = "") -> Policy:
     """Validate a raw policy (parsed YAML or JSON). `prefix` names where it came from, e.g.
     "hostscale:autoscaler" for the stack config."""
-    reader = _Reader(raw, prefix)
+    reader = Reader(raw, prefix)
     defaults = Policy(min_replicas=1, max_replicas=1)
     replicas = reader.child("replicas")
     min_replicas = replicas.integer("min", low=0)

@@ -1,0 +1,1 @@
+"""One ComponentResource per tier, and the pure renderers beside them."""

@@ -1,0 +1,88 @@
+"""The app tier: a replicated Swarm service with dnsrr endpoints, which HAProxy discovers through DNS.
+
+Pulumi owns the service; the autoscaler owns its replica count, so `pulumi up` ignores changes to it and
+never fights the autoscaler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.config import AppConfig
+from components.database import PASSWORD_FILE
+
+# The one property the autoscaler writes.
+REPLICAS_PROPERTY = "mode.replicated.replicas"
+
+
+@dataclass
+class AppTierArgs:
+    name_prefix: str
+    image: str
+    settings: AppConfig
+    web_network: docker.Network
+    db_network: docker.Network
+    db_service_name: str
+    db_secret: docker.Secret
+    on_workers: bool  # lab: replicas run on the VMs, never on the manager
+    depends_on: list[pulumi.Resource]
+
+
+class AppTier(pulumi.ComponentResource):
+    service_name: str
+    service: docker.Service
+
+    def __init__(self, name: str, args: AppTierArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hostscale:index:AppTier", name, None, opts)
+        settings = args.settings
+        self.service_name = f"{args.name_prefix}-app"
+        self.service = docker.Service(
+            f"{name}-service",
+            name=self.service_name,
+            task_spec=docker.ServiceTaskSpecArgs(
+                container_spec=docker.ServiceTaskSpecContainerSpecArgs(
+                    image=args.image,
+                    env={"DB_HOST": args.db_service_name, "PORT": str(settings.port)},
+                    secrets=[
+                        docker.ServiceTaskSpecContainerSpecSecretArgs(
+                            secret_id=args.db_secret.id,
+                            secret_name=args.db_secret.name,
+                            file_name=PASSWORD_FILE,
+                            file_mode=0o444,
+                        )
+                    ],
+                    stop_grace_period=f"{settings.stop_grace_s}s",
+                ),
+                networks_advanceds=[
+                    docker.ServiceTaskSpecNetworksAdvancedArgs(id=args.web_network.id),
+                    docker.ServiceTaskSpecNetworksAdvancedArgs(id=args.db_network.id),
+                ],
+                placement=docker.ServiceTaskSpecPlacementArgs(
+                    constraints=["node.role==worker"] if args.on_workers else []
+                ),
+                resources=docker.ServiceTaskSpecResourcesArgs(
+                    limits=docker.ServiceTaskSpecResourcesLimitsArgs(
+                        nano_cpus=int(settings.cpu_limit * 1e9), memory_bytes=settings.memory_mb * 2**20
+                    )
+                ),
+                restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(condition="any", delay="1s"),
+            ),
+            mode=docker.ServiceModeArgs(
+                replicated=docker.ServiceModeReplicatedArgs(replicas=settings.initial_replicas)
+            ),
+            endpoint_spec=docker.ServiceEndpointSpecArgs(mode="dnsrr"),
+            # New tasks start (and pass their health check) before old ones stop; a failed update rolls back.
+            update_config=docker.ServiceUpdateConfigArgs(
+                parallelism=1, order="start-first", delay="1s", monitor="10s", failure_action="rollback"
+            ),
+            rollback_config=docker.ServiceRollbackConfigArgs(
+                parallelism=1, order="start-first", delay="1s", monitor="10s"
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=args.depends_on, ignore_changes=[REPLICAS_PROPERTY]
+            ),
+        )
+        self.register_outputs({"service_name": self.service_name})

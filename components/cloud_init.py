@@ -1,0 +1,64 @@
+"""cloud-init user-data for a worker VM: a pure function of typed settings.
+
+The VM boots, starts Docker and joins the Swarm as a worker. The join token arrives in a root-only file that
+is deleted once used, never on a command line (which `ps` and cloud-init's logs would show).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import yaml
+
+TOKEN_FILE = "/run/hostscale/swarm-join-token"  # noqa: S105 (a path, not a token)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    hostname: str
+    ssh_public_key: str
+    manager_addr: str  # the host's address on the VM network: the Swarm manager
+    join_token: str
+    # Engine labels, usable in placement constraints as engine.labels.<key> (a worker cannot label its node).
+    labels: dict[str, str] = field(default_factory=dict)
+    insecure_registries: tuple[str, ...] = ()  # the manager's local registry, for hosts without internet
+
+
+def render_user_data(s: WorkerSettings) -> str:
+    daemon = {"labels": [f"{k}={v}" for k, v in sorted(s.labels.items())]}
+    if s.insecure_registries:
+        daemon["insecure-registries"] = list(s.insecure_registries)
+    join = (
+        "docker info -f '{{.Swarm.LocalNodeState}}' | grep -qx active"
+        f' || docker swarm join --token "$(cat {TOKEN_FILE})" {s.manager_addr}:2377'
+    )
+    doc = {
+        "hostname": s.hostname,
+        "locale": False,  # minimal images have no locales: generating one fails the boot's config stage
+        "users": [
+            {
+                "name": "hostscale",
+                "groups": ["docker"],
+                "shell": "/bin/bash",
+                "sudo": "ALL=(ALL) NOPASSWD:ALL",
+                "ssh_authorized_keys": [s.ssh_public_key],
+            }
+        ],
+        "write_files": [
+            {
+                "path": "/etc/docker/daemon.json",
+                "content": json.dumps(daemon, indent=2) + "\n",
+                "permissions": "0644",
+            },
+            {"path": TOKEN_FILE, "content": s.join_token + "\n", "permissions": "0600"},
+        ],
+        "runcmd": [
+            ["systemctl", "enable", "docker"],
+            ["systemctl", "restart", "docker"],  # pick up daemon.json written after Docker's first start
+            ["sh", "-c", join],
+            ["rm", "-f", TOKEN_FILE],
+        ],
+    }
+    body: str = yaml.safe_dump(doc, sort_keys=False, width=1000)
+    return "#cloud-config\n" + body

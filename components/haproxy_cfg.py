@@ -1,0 +1,125 @@
+"""haproxy.cfg from typed settings: a pure function, validated by `haproxy -c` in the tests.
+
+The HAProxy image's default config (images/haproxy/haproxy.cfg) is this renderer's output with environment
+placeholders (`python -m components.haproxy_cfg > images/haproxy/haproxy.cfg`; a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HAProxySettings:
+    backend_host: str  # a DNS name Docker resolves to every replica: tasks.<service>
+    backend_port: str
+    slots: str  # server-template size: the most replicas the backend can ever hold
+    server_maxconn: str  # per replica; beyond it requests queue in HAProxy
+    queue_timeout_s: str
+    frontend_bind: str = ":8080"
+    metrics_bind: str = ":8404"
+
+
+# Values for the image's default config: HAProxy expands "${VAR}" inside double quotes at start-up.
+IMAGE_DEFAULT = HAProxySettings(
+    backend_host='"${HAPROXY_BACKEND_HOST}:${HAPROXY_BACKEND_PORT}"',
+    backend_port="",
+    slots='"${HAPROXY_BACKEND_SLOTS}"',
+    server_maxconn='"${HAPROXY_SERVER_MAXCONN}"',
+    queue_timeout_s="10",
+    frontend_bind='"${HAPROXY_FRONTEND_BIND}"',
+    metrics_bind='"${HAPROXY_METRICS_BIND}"',
+)
+
+_TEMPLATE = """\
+# {title}
+global
+    # Stay far below the engine's open-file limit (20,000 here): every proxied connection costs two descriptors.
+    maxconn 4096
+    log stdout format raw local0 notice
+    stats socket /run/haproxy/admin.sock mode 600 level admin
+    hard-stop-after 15s
+
+defaults
+    mode http
+    log global
+    option httplog
+    option dontlog-normal
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+    # A request waits this long for a free slot (per-server maxconn) before HAProxy answers 503.
+    timeout queue {queue_timeout_s}s
+    retries 3
+    option redispatch 1
+    # Only retry what cannot have reached the app's logic twice.
+    retry-on conn-failure empty-response junk-response
+
+resolvers docker
+    nameserver dockerdns 127.0.0.11:53
+    accepted_payload_size 8192
+    resolve_retries 3
+    timeout resolve 1s
+    timeout retry 1s
+    hold valid 1s
+    hold other 1s
+    hold refused 1s
+    hold nx 1s
+    hold timeout 1s
+    # A replica that leaves DNS leaves the pool at once: its slot must not keep receiving requests.
+    hold obsolete 0s
+
+frontend web
+    bind {frontend_bind}
+    default_backend app
+
+backend app
+    balance leastconn
+    option httpchk GET /healthz
+    http-check expect status 200
+    default-server check inter 1s fall 2 rise 1 maxconn {server_maxconn}
+    server-template app- {slots} {address} resolvers docker init-addr none resolve-prefer ipv4
+
+frontend stats
+    bind {metrics_bind}
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    stats enable
+    stats uri /stats
+    stats refresh 5s
+"""
+
+
+def render_haproxy_cfg(
+    settings: HAProxySettings, title: str = "Rendered by hostscale from the stack config."
+) -> str:
+    address = (
+        settings.backend_host
+        if not settings.backend_port
+        else f"{settings.backend_host}:{settings.backend_port}"
+    )
+    return _TEMPLATE.format(
+        title=title,
+        queue_timeout_s=settings.queue_timeout_s,
+        frontend_bind=settings.frontend_bind,
+        server_maxconn=settings.server_maxconn,
+        slots=settings.slots,
+        address=address,
+        metrics_bind=settings.metrics_bind,
+    )
+
+
+def image_default_cfg() -> str:
+    return render_haproxy_cfg(
+        IMAGE_DEFAULT,
+        title=(
+            "Default config of the hostscale HAProxy image, for running it alone: HTTP spread over every\n"
+            "# address Docker's DNS returns for $HAPROXY_BACKEND_HOST. Metrics bind to loopback unless\n"
+            "# HAPROXY_METRICS_BIND opens them. Generated: python -m components.haproxy_cfg"
+        ),
+    )
+
+
+if __name__ == "__main__":
+    print(image_default_cfg(), end="")

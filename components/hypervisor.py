@@ -1,0 +1,155 @@
+"""Every libvirt resource of the project lives here (see DESIGN.md: a later move to the newer provider stays
+local): the hypervisor's storage pool, NAT network and base image, and the pool of worker VMs.
+
+Two components, because the Swarm sits between them: the manager advertises on the VM network's gateway
+(so the network exists first), and the VMs' cloud-init carries the Swarm's join token (so they come after).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_libvirt as libvirt
+
+from components.cloud_init import WorkerSettings, render_user_data
+from components.config import VmPoolConfig
+
+DISK_BYTES = 20 * 2**30
+
+
+@dataclass
+class HypervisorArgs:
+    name_prefix: str
+    settings: VmPoolConfig
+
+
+class Hypervisor(pulumi.ComponentResource):
+    provider: libvirt.Provider
+    pool: libvirt.Pool
+    network: libvirt.Network
+    base_volume: libvirt.Volume
+
+    def __init__(self, name: str, args: HypervisorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hostscale:index:Hypervisor", name, None, opts)
+        s = args.settings
+        self.provider = libvirt.Provider(
+            f"{name}-provider", uri=s.libvirt_uri, opts=pulumi.ResourceOptions(parent=self)
+        )
+        on_host = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        self.pool = libvirt.Pool(
+            f"{name}-pool",
+            name=f"{args.name_prefix}-pool",
+            type="dir",
+            target=libvirt.PoolTargetArgs(path=s.pool_path),
+            opts=on_host,
+        )
+        self.network = libvirt.Network(
+            f"{name}-network",
+            name=f"{args.name_prefix}-net",
+            mode="nat",
+            addresses=[s.network_cidr],
+            autostart=True,
+            dhcp=libvirt.NetworkDhcpArgs(enabled=True),
+            dns=libvirt.NetworkDnsArgs(enabled=True, local_only=True),
+            opts=on_host,
+        )
+        self.base_volume = libvirt.Volume(
+            f"{name}-base",
+            name=f"{args.name_prefix}-base.qcow2",
+            pool=self.pool.name,
+            source=s.base_image,
+            format="qcow2",
+            opts=on_host,
+        )
+        self.register_outputs({"network": self.network.name, "pool": self.pool.name})
+
+
+def _user_data_for(vm: str, s: VmPoolConfig) -> Callable[[str], str]:
+    def render(token: str) -> str:
+        return render_user_data(
+            WorkerSettings(
+                hostname=vm,
+                ssh_public_key=s.ssh_public_key,
+                manager_addr=s.gateway,
+                join_token=token,
+                labels={"dev.hostscale.vm": vm},
+            )
+        )
+
+    return render
+
+
+def _first_addresses(nics: Sequence[Any] | None) -> list[str]:
+    return list(nics[0].addresses or []) if nics else []
+
+
+@dataclass
+class VmPoolArgs:
+    name_prefix: str
+    settings: VmPoolConfig
+    hypervisor: Hypervisor
+    join_token: pulumi.Output[str]  # secret
+    depends_on: list[pulumi.Resource]
+
+
+class VmPool(pulumi.ComponentResource):
+    domains: list[libvirt.Domain]
+    names: list[str]
+    addresses: pulumi.Output[dict[str, list[str]]]
+
+    def __init__(self, name: str, args: VmPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hostscale:index:VmPool", name, None, opts)
+        s, hv = args.settings, args.hypervisor
+        on_host = pulumi.ResourceOptions(parent=self, provider=hv.provider, depends_on=args.depends_on)
+        self.domains, self.names = [], []
+        for index in range(s.count):
+            vm = f"{args.name_prefix}-worker-{index}"
+            running = index < s.running  # the others are the warm pool: the autoscaler powers them on
+            disk = libvirt.Volume(
+                f"{name}-{index}-disk",
+                name=f"{vm}.qcow2",
+                pool=hv.pool.name,
+                base_volume_id=hv.base_volume.id,
+                size=DISK_BYTES,
+                format="qcow2",
+                opts=on_host,
+            )
+            # Only the string is computed inside apply(); the resource itself is declared here, outside it.
+            user_data = args.join_token.apply(_user_data_for(vm, s))
+            cloud_init = libvirt.CloudInitDisk(
+                f"{name}-{index}-cloudinit",
+                name=f"{vm}-cloudinit.iso",
+                pool=hv.pool.name,
+                user_data=user_data,
+                opts=on_host,
+            )
+            domain = libvirt.Domain(
+                f"{name}-{index}",
+                name=vm,
+                type=s.domain_type,
+                memory=s.memory_mb,
+                vcpu=s.vcpus,
+                running=running,
+                cloudinit=cloud_init.id,
+                disks=[libvirt.DomainDiskArgs(volume_id=disk.id)],
+                network_interfaces=[
+                    libvirt.DomainNetworkInterfaceArgs(
+                        network_id=hv.network.id, hostname=vm, wait_for_lease=running
+                    )
+                ],
+                consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
+                # The autoscaler powers warm-pool VMs on and off: pulumi up must not undo that.
+                opts=pulumi.ResourceOptions.merge(
+                    on_host, pulumi.ResourceOptions(ignore_changes=["running"])
+                ),
+            )
+            self.domains.append(domain)
+            self.names.append(vm)
+        per_vm = [d.network_interfaces.apply(_first_addresses) for d in self.domains]
+        self.addresses = pulumi.Output.all(*per_vm).apply(
+            lambda found: dict(zip(self.names, found, strict=True))
+        )
+        self.register_outputs({"names": self.names, "addresses": self.addresses})

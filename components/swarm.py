@@ -1,0 +1,64 @@
+"""Swarm bootstrap on the host (the manager) and the two overlay networks of the request path.
+
+pulumi-docker has no swarm init/join resource, so the bootstrap is a pulumi-command step that initialises
+the swarm only when the engine is not already a manager, and reads the worker join token as a secret.
+HAProxy joins `web` only; Postgres joins `db` only; the app joins both, so HAProxy can never reach Postgres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+from pulumi_command import local
+
+
+@dataclass
+class SwarmArgs:
+    name_prefix: str
+    advertise_addr: str  # where workers reach the manager (2377/tcp, 7946/tcp+udp, 4789/udp)
+
+
+class Swarm(pulumi.ComponentResource):
+    join_token: pulumi.Output[str]  # secret
+    web_network: docker.Network
+    db_network: docker.Network
+
+    def __init__(self, name: str, args: SwarmArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hostscale:index:Swarm", name, None, opts)
+        addr = args.advertise_addr
+        init = local.Command(
+            f"{name}-init",
+            create=(
+                "docker info -f '{{.Swarm.LocalNodeState}}' | grep -qx active"
+                f" || docker swarm init --advertise-addr {addr} --listen-addr {addr}:2377 >/dev/null"
+            ),
+            # No delete: leaving the swarm would take every other service on this host with it.
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        token = local.Command(
+            f"{name}-join-token",
+            create="docker swarm join-token -q worker",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[init], additional_secret_outputs=["stdout"]),
+        )
+        self.join_token = pulumi.Output.secret(token.stdout)
+        after_init = pulumi.ResourceOptions(parent=self, depends_on=[init])
+        labels = [docker.NetworkLabelArgs(label="dev.hostscale.stack", value=args.name_prefix)]
+        self.web_network = docker.Network(
+            f"{name}-web",
+            name=f"{args.name_prefix}-web",
+            driver="overlay",
+            attachable=True,  # HAProxy runs as a plain container (published on loopback) and attaches here
+            labels=labels,
+            opts=after_init,
+        )
+        self.db_network = docker.Network(
+            f"{name}-db",
+            name=f"{args.name_prefix}-db",
+            driver="overlay",
+            attachable=False,  # services only: no stray container can join the database's network
+            labels=labels,
+            opts=after_init,
+        )
+        self.register_outputs({"join_token": self.join_token})

@@ -1,0 +1,222 @@
+"""The Pulumi program for both real stack files, under Pulumi's mock runtime: what each stack declares.
+
+Every failure message names the resource it is about.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from autoscaler.policy import load_policy
+from components.app_tier import REPLICAS_PROPERTY
+from tests.support.pulumi_program import FAKE_JOIN_TOKEN, FAKE_PASSWORD, ProgramRun, run_program, stack_config
+
+STACKS = ["local", "lab"]
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def stack(request: pytest.FixtureRequest) -> tuple[str, ProgramRun]:
+    return request.param, run_program(stack_config(request.param), request.param)
+
+
+@pytest.fixture(scope="module")
+def local() -> ProgramRun:
+    return run_program(stack_config("local"), "local")
+
+
+@pytest.fixture(scope="module")
+def lab() -> ProgramRun:
+    return run_program(stack_config("lab"), "lab")
+
+
+def service(run: ProgramRun, name: str) -> dict[str, Any]:
+    return run.resources[name].inputs
+
+
+def test_components_use_one_type_namespace_named_after_their_class(stack: tuple[str, ProgramRun]) -> None:
+    _, run = stack
+    components = {name: r.type for name, r in run.resources.items() if r.type.startswith("hostscale:")}
+    classes = {
+        type(value).__name__
+        for value in run.namespace.values()
+        if isinstance(value, pulumi.ComponentResource)
+    }
+    for name, typ in components.items():
+        assert typ.split(":")[-1] in classes | {"BuiltImage"}, (
+            f"{name}: type token {typ} names no component class"
+        )
+
+
+def test_every_resource_has_a_component_parent(stack: tuple[str, ProgramRun]) -> None:
+    _, run = stack
+    for name, declared in run.resources.items():
+        if declared.type.startswith(("pulumi:pulumi:Stack", "hostscale:")):
+            continue
+        assert "hostscale:index:" in declared.parent, f"{name} ({declared.type}) is not inside a component"
+
+
+def test_postgres_is_never_published_and_only_on_the_db_network(stack: tuple[str, ProgramRun]) -> None:
+    _, run = stack
+    postgres = service(run, "database-service")
+    assert postgres["endpointSpec"] == {"mode": "dnsrr"}, "database-service: must have no VIP and no ports"
+    networks = [n["id"] for n in postgres["taskSpec"]["networksAdvanceds"]]
+    assert networks == ["swarm-db-id"], f"database-service: networks {networks}"
+    assert postgres["taskSpec"]["placement"]["constraints"] == ["node.role==manager"], "database-service"
+
+
+def test_haproxy_joins_the_web_network_only_and_publishes_on_loopback(stack: tuple[str, ProgramRun]) -> None:
+    _, run = stack
+    haproxy = service(run, "load-balancer-haproxy")
+    web_name = service(run, "swarm-web")["name"]
+    assert [n["name"] for n in haproxy["networksAdvanced"]] == [web_name], "load-balancer-haproxy: networks"
+    assert {(p["internal"], p["ip"]) for p in haproxy["ports"]} == {(8080, "127.0.0.1"), (8404, "127.0.0.1")}
+
+
+def test_db_network_is_not_attachable_and_web_is(stack: tuple[str, ProgramRun]) -> None:
+    _, run = stack
+    assert service(run, "swarm-db")["attachable"] is False, "swarm-db"
+    assert service(run, "swarm-web")["attachable"] is True, "swarm-web"
+
+
+def test_app_replica_count_is_left_to_the_autoscaler(stack: tuple[str, ProgramRun]) -> None:
+    _, run = stack
+    assert run.resources["app-service"].ignore_changes == [REPLICAS_PROPERTY], "app-service"
+    assert service(run, "app-service")["mode"]["replicated"]["replicas"] == 2, "app-service: initial replicas"
+
+
+def test_app_service_is_dnsrr_with_limits_rollback_and_both_networks(stack: tuple[str, ProgramRun]) -> None:
+    _, run = stack
+    app = service(run, "app-service")
+    assert app["endpointSpec"] == {"mode": "dnsrr"}, "app-service"
+    assert app["updateConfig"]["order"] == "start-first", "app-service"
+    assert app["updateConfig"]["failureAction"] == "rollback", "app-service"
+    assert app["taskSpec"]["resources"]["limits"]["memoryBytes"] == 256 * 2**20, "app-service"
+    assert sorted(n["id"] for n in app["taskSpec"]["networksAdvanceds"]) == ["swarm-db-id", "swarm-web-id"]
+
+
+def test_secrets_stay_secret(stack: tuple[str, ProgramRun]) -> None:
+    _, run = stack
+    assert "data" in run.resources["database-password"].secret_inputs, (
+        "database-password: data must be secret"
+    )
+    assert run.is_secret(run.namespace["database"].secret.data), (
+        "database-password: data output must be secret"
+    )
+    assert run.is_secret(run.namespace["swarm"].join_token), "swarm-join-token must be secret"
+    for name, declared in run.resources.items():
+        if name == "database-generated-password":  # where it is born: the provider marks its result secret
+            continue
+        text = json.dumps(declared.inputs)
+        assert FAKE_PASSWORD not in text, f"{name} carries the database password in plain text"
+
+
+def test_no_secret_travels_in_an_environment_variable(stack: tuple[str, ProgramRun]) -> None:
+    _, run = stack
+    for name in ("app-service", "database-service"):
+        env = service(run, name)["taskSpec"]["containerSpec"].get("env", {})
+        assert not any("PASSWORD" in key and not key.endswith("_FILE") for key in env), f"{name}: {env}"
+        assert service(run, name)["taskSpec"]["containerSpec"]["secrets"][0]["fileName"] == "db_password", (
+            name
+        )
+
+
+def test_autoscaler_policy_file_is_the_validated_stack_policy(stack: tuple[str, ProgramRun]) -> None:
+    name, run = stack
+    uploads = service(run, "autoscaler-container")["uploads"]
+    policy = json.loads(uploads[0]["content"])
+    expected = {k: v for k, v in stack_config(name)["hostscale:autoscaler"].items() if k != "listen"}
+    assert policy == expected, "autoscaler-container: policy file"
+    assert load_policy(policy).max_replicas == expected["replicas"]["max"]
+    command = service(run, "autoscaler-container")["command"]
+    assert command[command.index("--listen") + 1] == "127.0.0.1:9100", "autoscaler-container: API on loopback"
+    assert service(run, "autoscaler-container")["networkMode"] == "host", "autoscaler-container"
+
+
+def test_haproxy_has_a_server_slot_for_every_replica_the_autoscaler_may_run(
+    stack: tuple[str, ProgramRun],
+) -> None:
+    name, run = stack
+    cfg = service(run, "load-balancer-haproxy")["uploads"][0]["content"]
+    max_replicas = stack_config(name)["hostscale:autoscaler"]["replicas"]["max"]
+    app_name = service(run, "app-service")["name"]
+    assert f"server-template app- {max_replicas} tasks.{app_name}:8000 " in cfg, "load-balancer-haproxy"
+
+
+def test_images_are_built_by_the_project_builder_and_tagged_by_content(stack: tuple[str, ProgramRun]) -> None:
+    _, run = stack
+    builds = run.of_type("command:local:Command")
+    for image in ("app", "postgres", "haproxy", "autoscaler"):
+        create = builds[f"{image}-build"].inputs["create"]
+        assert create == f"./scripts/build-images {image}", f"{image}-build: {create}"
+    tag = run.namespace["images"]["app"].tag
+    assert service(run, "app-service")["taskSpec"]["containerSpec"]["image"] == tag, "app-service: image"
+    assert tag.startswith("hostscale/app:"), tag
+
+
+def test_local_stack_has_no_vms_and_advertises_on_loopback(local: ProgramRun) -> None:
+    assert not [n for n, r in local.resources.items() if r.type.startswith("libvirt:")]
+    assert "127.0.0.1" in local.resources["swarm-init"].inputs["create"], "swarm-init"
+    assert service(local, "app-service")["taskSpec"]["placement"].get("constraints", []) == [], "app-service"
+
+
+def test_lab_stack_declares_three_vms_two_running_one_warm(lab: ProgramRun) -> None:
+    domains = lab.of_type("libvirt:index/domain:Domain")
+    assert sorted(domains) == ["vms-0", "vms-1", "vms-2"]
+    assert [domains[f"vms-{i}"].inputs["running"] for i in range(3)] == [True, True, False]
+    for name, domain in domains.items():
+        assert domain.inputs["type"] == "kvm", f"{name}: domain type"
+        assert domain.ignore_changes == ["running"], f"{name}: the autoscaler owns power state"
+
+
+def test_lab_vms_cloud_init_joins_the_swarm_on_the_manager(lab: ProgramRun) -> None:
+    disks = lab.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")
+    assert len(disks) == 3
+    for name, disk in disks.items():
+        assert "userData" in disk.secret_inputs, (
+            f"{name}: user data carries the join token: it must be secret"
+        )
+        user_data = disk.inputs["userData"]
+        assert user_data.startswith("#cloud-config\n"), name
+        doc = yaml.safe_load(user_data)
+        files = {f["path"]: f for f in doc["write_files"]}
+        assert files["/run/hostscale/swarm-join-token"]["content"].strip() == FAKE_JOIN_TOKEN, name
+        assert files["/run/hostscale/swarm-join-token"]["permissions"] == "0600", name
+        joins = [cmd for cmd in doc["runcmd"] if "swarm join" in " ".join(cmd)]
+        assert joins, f"{name}: no swarm join"
+        assert "10.77.0.1:2377" in joins[0][-1], f"{name}: joins {joins[0][-1]}"
+        assert FAKE_JOIN_TOKEN not in joins[0][-1], f"{name}: the token must not be on a command line"
+    assert lab.is_secret(lab.namespace["swarm"].join_token)
+
+
+def test_lab_app_replicas_run_on_workers_only(lab: ProgramRun) -> None:
+    assert service(lab, "app-service")["taskSpec"]["placement"]["constraints"] == ["node.role==worker"]
+    assert "10.77.0.1" in lab.resources["swarm-init"].inputs["create"], (
+        "swarm-init advertises on the VM network"
+    )
+
+
+def test_lab_disks_are_copy_on_write_over_the_base_image(lab: ProgramRun) -> None:
+    for name, volume in lab.of_type("libvirt:index/volume:Volume").items():
+        if name == "hypervisor-base":
+            assert volume.inputs["source"].endswith(".qcow2"), name
+        else:
+            assert volume.inputs["baseVolumeId"] == "hypervisor-base-id", name
+
+
+def test_exports_name_every_endpoint(stack: tuple[str, ProgramRun]) -> None:
+    name, run = stack
+    load_balancer = run.namespace["load_balancer"]
+    assert (load_balancer.url, load_balancer.metrics_url) == (
+        "http://127.0.0.1:8080",
+        "http://127.0.0.1:8404/metrics",
+    ), name
+    assert run.namespace["autoscaler"].status_url == "http://127.0.0.1:9100/status"
+    if name == "lab":
+        assert run.resolve(run.namespace["vms"].addresses) == {
+            f"hslab-worker-{i}": ["10.77.0.10"] for i in range(3)
+        }

@@ -1,0 +1,148 @@
+"""Run the Pulumi program (__main__.py) for a stack under Pulumi's mock runtime and record what it declares.
+
+The mocks are strict: a resource type the program was not expected to declare, or any provider function
+call, fails the run loudly instead of returning something made up.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE_JOIN_TOKEN = "SWMTKN-1-mock-join-token"  # noqa: S105 (a placeholder the mock returns)
+FAKE_PASSWORD = "mock-generated-password"  # noqa: S105
+
+KNOWN_TYPES = {
+    "command:local:Command",
+    "random:index/randomPassword:RandomPassword",
+    "docker:index/network:Network",
+    "docker:index/secret:Secret",
+    "docker:index/volume:Volume",
+    "docker:index/service:Service",
+    "docker:index/container:Container",
+    "pulumi:providers:libvirt",
+    "libvirt:index/pool:Pool",
+    "libvirt:index/network:Network",
+    "libvirt:index/volume:Volume",
+    "libvirt:index/cloudInitDisk:CloudInitDisk",
+    "libvirt:index/domain:Domain",
+}
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 (how the runtime marks a secret on the wire)
+
+
+@dataclass
+class Declared:
+    type: str
+    inputs: dict[str, Any]
+    ignore_changes: list[str] = field(default_factory=list)
+    parent: str = ""
+    secret_inputs: set[str] = field(default_factory=set)  # top-level inputs that arrived as secrets
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return _unwrap(value["value"])
+        return {key: _unwrap(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(item) for item in value]
+    return value
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: dict[str, Declared] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if args.typ.startswith("hostscale:index:"):  # the program's own components: nothing to mock
+            self.resources.setdefault(args.name, Declared(args.typ, {}))
+            return f"{args.name}-id", {}
+        if args.typ not in KNOWN_TYPES:
+            raise NotImplementedError(f"the mocks do not know resource type {args.typ} ({args.name})")
+        declared = self.resources.setdefault(args.name, Declared(args.typ, {}))
+        if declared.type != args.typ:
+            raise ValueError(f"two resources are named {args.name}: {declared.type} and {args.typ}")
+        declared.secret_inputs = {
+            k for k, v in args.inputs.items() if isinstance(v, dict) and SECRET_SIG in v
+        }
+        declared.inputs = _unwrap(dict(args.inputs))
+        outputs = dict(args.inputs)  # as the engine does: secret inputs come back as secret outputs
+        if args.typ == "command:local:Command":
+            outputs["stdout"] = FAKE_JOIN_TOKEN if "join-token" in str(args.inputs.get("create")) else ""
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = FAKE_PASSWORD
+        if args.typ == "libvirt:index/domain:Domain":
+            nics = outputs.get("networkInterfaces", [])
+            outputs["networkInterfaces"] = [{**nic, "addresses": ["10.77.0.10"]} for nic in nics]
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        raise NotImplementedError(f"the program must not call provider functions, called {args.token}")
+
+
+class RecordingMonitor(MockMonitor):
+    """Also records what the mocks' arguments leave out: resource options such as ignore_changes."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request: Any) -> Any:
+        declared = self.recording.resources.setdefault(request.name, Declared(request.type, {}))
+        declared.ignore_changes = list(request.ignoreChanges)
+        declared.parent = request.parent
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return config
+
+
+@dataclass
+class ProgramRun:
+    resources: dict[str, Declared]
+    namespace: dict[str, Any]  # the program's globals: its components, for asserting on Outputs
+
+    def of_type(self, typ: str) -> dict[str, Declared]:
+        return {name: r for name, r in self.resources.items() if r.type == typ}
+
+    def resolve(self, output: pulumi.Output[Any]) -> Any:
+        return _sync_await(output.future())
+
+    def is_secret(self, output: pulumi.Output[Any]) -> bool:
+        return bool(_sync_await(output.is_secret()))
+
+
+def run_program(
+    config: dict[str, Any],
+    stack: str = "test",
+    secrets: dict[str, str] | None = None,
+    mocks: RecordingMocks | None = None,
+) -> ProgramRun:
+    values = {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+    values.update(secrets or {})
+    pulumi.runtime.set_all_config(values, list(secrets or {}))
+    mocks = mocks or RecordingMocks()
+    pulumi.runtime.set_mocks(
+        mocks, project="hostscale", stack=stack, preview=False, monitor=RecordingMonitor(mocks)
+    )
+    namespace: dict[str, Any] = {}
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi's decorator has no annotations
+    def program() -> None:
+        namespace.update(runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"))
+
+    program()
+    return ProgramRun(mocks.resources, namespace)
