@@ -6,6 +6,7 @@ call, fails the run loudly instead of returning something made up.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
 from dataclasses import dataclass, field
@@ -134,6 +135,9 @@ def run_program(
     values = {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
     values.update(secrets or {})
     pulumi.runtime.set_all_config(values, list(secrets or {}))
+    # Pulumi's runtime drives its own loop through asyncio.get_event_loop(); tests that ran asyncio.run()
+    # before leave none set in the main thread.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = mocks or RecordingMocks()
     pulumi.runtime.set_mocks(
         mocks, project="hostscale", stack=stack, preview=False, monitor=RecordingMonitor(mocks)
