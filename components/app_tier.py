@@ -12,7 +12,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import AppConfig
-from components.database import PASSWORD_FILE
+from components.database import password_file
 
 # The one property the autoscaler writes.
 REPLICAS_PROPERTY = "mode.replicated.replicas"
@@ -46,14 +46,7 @@ class AppTier(pulumi.ComponentResource):
                 container_spec=docker.ServiceTaskSpecContainerSpecArgs(
                     image=args.image,
                     env={"DB_HOST": args.db_service_name, "PORT": str(settings.port)},
-                    secrets=[
-                        docker.ServiceTaskSpecContainerSpecSecretArgs(
-                            secret_id=args.db_secret.id,
-                            secret_name=args.db_secret.name,
-                            file_name=PASSWORD_FILE,
-                            file_mode=0o444,
-                        )
-                    ],
+                    secrets=[password_file(args.db_secret)],
                     stop_grace_period=f"{settings.stop_grace_s}s",
                 ),
                 networks_advanceds=[

@@ -25,6 +25,13 @@ class DatabaseArgs:
     depends_on: list[pulumi.Resource]
 
 
+def password_file(secret: docker.Secret) -> docker.ServiceTaskSpecContainerSpecSecretArgs:
+    """The password as the file /run/secrets/db_password, readable by the unprivileged users of the images."""
+    return docker.ServiceTaskSpecContainerSpecSecretArgs(
+        secret_id=secret.id, secret_name=secret.name, file_name=PASSWORD_FILE, file_mode=0o444
+    )
+
+
 def _base64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -63,14 +70,7 @@ class Database(pulumi.ComponentResource):
                 container_spec=docker.ServiceTaskSpecContainerSpecArgs(
                     image=args.image,
                     env={"POSTGRES_MAX_CONNECTIONS": str(args.settings.max_connections)},
-                    secrets=[
-                        docker.ServiceTaskSpecContainerSpecSecretArgs(
-                            secret_id=self.secret.id,
-                            secret_name=self.secret.name,
-                            file_name=PASSWORD_FILE,
-                            file_mode=0o444,
-                        )
-                    ],
+                    secrets=[password_file(self.secret)],
                     mounts=[
                         docker.ServiceTaskSpecContainerSpecMountArgs(
                             target="/var/lib/postgresql/data", source=volume.name, type="volume"
