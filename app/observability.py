@@ -30,8 +30,8 @@ class RequestMetrics:
         )
         self.latency = Histogram(
             "http_request_duration_seconds",
-            "HTTP request latency by route template and method.",
-            ["route", "method"],
+            "HTTP request latency by route template, method and status.",
+            ["route", "method", "status"],
             buckets=_BUCKETS,
             registry=self.registry,
         )
@@ -74,4 +74,4 @@ class ObservabilityMiddleware:
             template = getattr(route, "path", "unmatched")
             method = scope["method"]
             self.metrics.requests.labels(template, method, str(status)).inc()
-            self.metrics.latency.labels(template, method).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(template, method, str(status)).observe(time.perf_counter() - start)

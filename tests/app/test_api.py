@@ -88,7 +88,7 @@ def test_metrics_count_requests_by_route_template_and_status(api: httpx.Client) 
     api.get("/api/items/424242")
     text = api.get("/metrics").text
     assert 'http_requests_total{method="GET",route="/api/items/{id}",status="404"}' in text
-    assert "http_request_duration_seconds_bucket" in text
+    assert 'http_request_duration_seconds_count{method="GET",route="/api/items/{id}",status="404"}' in text
     assert "http_requests_in_flight" in text
 
 
