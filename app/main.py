@@ -1,7 +1,8 @@
 """The sample application server: an ASGI app over Postgres that plays the app tier of the request path.
 
-/healthz never depends on the database (an outage must not make the orchestrator kill healthy replicas, nor
-the load balancer drop replicas that still serve /api/work); /readyz does. Both answer 503 while the replica
+/healthz depends on the database only until the replica has seen the schema migrated once (a startup gate);
+after that an outage must not make the orchestrator kill healthy replicas, nor the load balancer drop replicas
+that still serve /api/work. /readyz checks the database every time. Both answer 503 while the replica
 drains after SIGTERM, which is how the load balancer learns to stop sending it requests.
 """
 
@@ -43,7 +44,7 @@ async def migrate_until_done(database: Database, ready: asyncio.Event) -> None:
         except DatabaseUnavailable as exc:
             log.warning("migrations waiting for the database (retry in %.1f s): %s", delay, exc)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)
             continue
         log.info("schema ready; migrations applied by this replica: %s", applied or "none")
         ready.set()
@@ -51,9 +52,15 @@ async def migrate_until_done(database: Database, ready: asyncio.Event) -> None:
 
 
 async def healthz(request: Request) -> Response:
-    # The load balancer's check: 503 while draining takes the replica out of rotation before it stops.
-    if request.app.state.draining:
+    # The load balancer's and the orchestrator's check. Like a startup probe, it fails until this replica has
+    # seen the schema migrated once (a replica that never reached the database would only answer 503s);
+    # after that a database outage no longer fails it, so the orchestrator keeps healthy replicas. 503 while
+    # draining takes the replica out of rotation before it stops.
+    state = request.app.state
+    if state.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
+    if not state.schema_ready.is_set():
+        return JSONResponse({"status": "starting"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

@@ -66,11 +66,14 @@ def test_app_started_before_database_becomes_ready_when_it_arrives(testbed: Test
     url = published_url(testbed.app("app"))
     with httpx.Client(base_url=url, timeout=10) as client:
         wait_for("the app to listen", lambda: _answers(client), 30)
-        assert client.get("/healthz").status_code == 200
+        assert client.get("/healthz").json() == {"status": "starting"}, (
+            "no traffic before the schema is known"
+        )
         assert client.get("/readyz").status_code == 503
         assert client.get("/api/items").status_code == 503
         testbed.postgres()
         wait_ready(url, timeout_s=60)
+        assert client.get("/healthz").status_code == 200
         assert client.post("/api/items", json={"name": "late database"}).status_code == 201
 
 

@@ -1,0 +1,298 @@
+"""The engine-less apply harness: Pulumi mocks that apply each resource of the program to the real Docker engine
+(and run its pulumi-command steps for real), returning the real ids and outputs.
+
+The Pulumi CLI cannot be installed on these machines, so this stands in for the engine. It is strict: a resource
+type, or any property of a supported type, that it does not apply fails the run with the resource named, rather
+than being silently ignored. Every applied object is recorded so `down` removes exactly what `up` made.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import secrets
+import string
+import subprocess
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import pulumi
+from docker.types import (
+    EndpointSpec,
+    Healthcheck,
+    Mount,
+    Resources,
+    RestartPolicy,
+    SecretReference,
+    ServiceMode,
+    UpdateConfig,
+)
+
+from tests.support.pulumi_program import _unwrap
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Unsupported(NotImplementedError):
+    """The harness does not apply this; a real engine might, but we refuse to pretend."""
+
+
+class Props:
+    """Takes properties out of one input object and fails on any left untaken."""
+
+    def __init__(self, where: str, values: dict[str, Any] | None) -> None:
+        self.where = where
+        self.values = dict(values or {})
+
+    def take(self, key: str, default: Any = None) -> Any:
+        return self.values.pop(key, default)
+
+    def child(self, key: str) -> Props:
+        return Props(f"{self.where}.{key}", self.take(key))
+
+    def children(self, key: str) -> list[Props]:
+        return [Props(f"{self.where}.{key}[{i}]", item) for i, item in enumerate(self.take(key) or [])]
+
+    def done(self) -> None:
+        if self.values:
+            raise Unsupported(f"{self.where}: the apply harness does not apply {sorted(self.values)}")
+
+
+def _duration_ns(text: str | None) -> int | None:
+    if text is None:
+        return None
+    units = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+    for unit in ("ms", "s", "m", "h"):
+        if text.endswith(unit) and text[: -len(unit)].isdigit():
+            return int(text[: -len(unit)]) * units[unit]
+    raise Unsupported(f"duration {text!r} is not NNms/NNs/NNm/NNh")
+
+
+@dataclass
+class Applied:
+    type: str
+    name: str  # the Pulumi resource name
+    docker_name: str | None = None
+    id: str | None = None
+
+
+@dataclass
+class EngineApplyMocks(pulumi.runtime.Mocks):
+    client: docker.DockerClient
+    applied: list[Applied] = field(default_factory=list)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        raise Unsupported(
+            f"the program called provider function {args.token}; the harness applies resources only"
+        )
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if args.typ == "pulumi:pulumi:Stack" or args.typ.startswith("hostscale:index:"):
+            return f"{args.name}-component", {}
+        appliers = {
+            "command:local:Command": self._command,
+            "random:index/randomPassword:RandomPassword": self._random_password,
+            "docker:index/network:Network": self._network,
+            "docker:index/secret:Secret": self._secret,
+            "docker:index/volume:Volume": self._volume,
+            "docker:index/service:Service": self._service,
+            "docker:index/container:Container": self._container,
+        }
+        if args.typ not in appliers:
+            raise Unsupported(f"{args.name}: the apply harness does not apply resource type {args.typ}")
+        # Each applier takes every property and calls done() before touching the engine: an unsupported
+        # property stops the run before anything of that resource exists.
+        props = Props(f"{args.typ} {args.name}", _unwrap(dict(args.inputs)))
+        resource_id, outputs = appliers[args.typ](args.name, props)
+        return resource_id, {**args.inputs, **outputs}
+
+    def _record(self, typ: str, name: str, docker_name: str | None, resource_id: str | None) -> None:
+        self.applied.append(Applied(typ, name, docker_name, resource_id))
+
+    def _command(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
+        create, directory = p.take("create"), p.take("dir") or str(ROOT)
+        p.take("triggers")  # replacement triggers: an `up` always runs create once
+        p.done()
+        result = subprocess.run(
+            ["bash", "-c", create], cwd=directory, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{name}: `{create}` exited {result.returncode}: {result.stderr.strip()[-2000:]}"
+            )
+        self._record("command:local:Command", name, None, None)
+        # Like pulumi-command: stdout without its trailing newline.
+        return f"{name}-command", {"stdout": result.stdout.rstrip("\n"), "stderr": result.stderr.rstrip("\n")}
+
+    def _random_password(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
+        length, special = int(p.take("length")), p.take("special", True)
+        alphabet = string.ascii_letters + string.digits + ("!#$%&*()-_=+[]{}<>:?" if special else "")
+        value = "".join(secrets.choice(alphabet) for _ in range(length))
+        return f"{name}-random", {"result": value}
+
+    def _network(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
+        labels = {item.take("label"): item.take("value") for item in p.children("labels")}
+        network_name, driver, attachable = (
+            p.take("name"),
+            p.take("driver", "bridge"),
+            p.take("attachable", False),
+        )
+        p.done()
+        network = self.client.networks.create(
+            network_name, driver=driver, attachable=attachable, labels=labels
+        )
+        self._record("network", name, network.name, network.id)
+        return str(network.id), {}
+
+    def _secret(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
+        secret_name, data = p.take("name"), base64.b64decode(p.take("data"))
+        p.done()
+        secret = self.client.secrets.create(name=secret_name, data=data)
+        self._record("secret", name, secret_name, secret.id)
+        return str(secret.id), {}
+
+    def _volume(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
+        volume_name = p.take("name")
+        p.done()
+        volume = self.client.volumes.create(volume_name)
+        self._record("volume", name, volume.name, volume.name)
+        return str(volume.name), {}
+
+    def _service(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
+        task, mode, endpoint = p.child("taskSpec"), p.child("mode"), p.child("endpointSpec")
+        spec = task.child("containerSpec")
+        kwargs: dict[str, Any] = {
+            "name": p.take("name"),
+            "env": [f"{k}={v}" for k, v in (spec.take("env") or {}).items()],
+            "secrets": [
+                SecretReference(
+                    s.take("secretId"), s.take("secretName"), s.take("fileName"), mode=int(s.take("fileMode"))
+                )
+                for s in spec.children("secrets")
+            ],
+            "mounts": [
+                Mount(m.take("target"), m.take("source"), type=m.take("type"))
+                for m in spec.children("mounts")
+            ],
+            "stop_grace_period": _duration_ns(spec.take("stopGracePeriod")),
+            "networks": [n.take("id") for n in task.children("networksAdvanceds")],
+            "endpoint_spec": EndpointSpec(mode=endpoint.take("mode")),
+        }
+        image = spec.take("image")
+        health = spec.child("healthcheck")
+        if health.values:
+            kwargs["healthcheck"] = Healthcheck(
+                test=health.take("tests"),
+                interval=_duration_ns(health.take("interval")),
+                timeout=_duration_ns(health.take("timeout")),
+                retries=int(health.take("retries")),
+                start_period=_duration_ns(health.take("startPeriod")),
+            )
+        health.done()
+        placement = task.child("placement")
+        kwargs["constraints"] = placement.take("constraints") or []
+        placement.done()
+        kwargs["resources"] = self._limits(task.child("resources"))
+        restart = task.child("restartPolicy")
+        if restart.values:
+            kwargs["restart_policy"] = RestartPolicy(
+                restart.take("condition"), _duration_ns(restart.take("delay")) or 0
+            )
+        restart.done()
+        replicated = mode.child("replicated")
+        kwargs["mode"] = ServiceMode("replicated", replicas=int(replicated.take("replicas", 1)))
+        for key, target in (("updateConfig", "update_config"), ("rollbackConfig", "rollback_config")):
+            config = p.child(key)
+            if config.values:
+                kwargs[target] = UpdateConfig(
+                    parallelism=int(config.take("parallelism", 0)),
+                    delay=_duration_ns(config.take("delay")),
+                    failure_action=config.take("failureAction", "pause"),
+                    monitor=_duration_ns(config.take("monitor")),
+                    order=config.take("order"),
+                )
+            config.done()
+        for finished in (spec, task, replicated, mode, endpoint, p):
+            finished.done()
+        service = self.client.services.create(image, **kwargs)
+        self._record("service", name, kwargs["name"], service.id)
+        return str(service.id), {}
+
+    @staticmethod
+    def _limits(resources: Props) -> Resources | None:
+        limits = resources.child("limits")
+        nano_cpus, memory = limits.take("nanoCpus"), limits.take("memoryBytes")
+        limits.done()
+        resources.done()
+        if nano_cpus is None and memory is None:
+            return None
+        return Resources(
+            cpu_limit=int(nano_cpus) if nano_cpus else None, mem_limit=int(memory) if memory else None
+        )
+
+    def _container(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
+        networks = []
+        for network in p.children("networksAdvanced"):
+            networks.append(network.take("name"))
+            network.done()
+        ports: dict[str, tuple[str, int]] = {}
+        for port in p.children("ports"):
+            protocol = port.take("protocol", "tcp")
+            ports[f"{int(port.take('internal'))}/{protocol}"] = (
+                port.take("ip", "0.0.0.0"),  # noqa: S104 (Docker's own default when no ip is given)
+                int(port.take("external")),
+            )
+            port.done()
+        mounts = []
+        for mount in p.children("mounts"):
+            mounts.append(Mount(mount.take("target"), mount.take("source"), type=mount.take("type")))
+            mount.done()
+        uploads = []
+        for upload in p.children("uploads"):
+            uploads.append((upload.take("file"), upload.take("content")))
+            upload.done()
+        if len(networks) > 1:
+            raise Unsupported(
+                f"{name}: the apply harness attaches a container to one network, got {networks}"
+            )
+        settings = {
+            "image": p.take("image"),
+            "command": p.take("command"),
+            "name": p.take("name"),
+            "network_mode": p.take("networkMode"),
+            "group_add": p.take("groupAdds"),
+            "restart_policy": {"Name": p.take("restart", "no")},
+        }
+        p.done()
+        container = self.client.containers.create(
+            network=networks[0] if networks else None, ports=ports, mounts=mounts, **settings
+        )
+        for path, content in uploads:
+            # Like the provider: the file at its full path, missing directories created.
+            container.put_archive("/", _tar_one(path.lstrip("/"), content))
+        container.start()
+        self._record("container", name, container.name, container.id)
+        return str(container.id), {}
+
+
+def _tar_one(name: str, content: str) -> bytes:
+    buffer = io.BytesIO()
+    data = content.encode()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def save(path: Path, applied: list[Applied]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([a.__dict__ for a in applied], indent=2))
+
+
+def load(path: Path) -> list[Applied]:
+    return [Applied(**item) for item in json.loads(path.read_text())]
