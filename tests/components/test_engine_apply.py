@@ -7,7 +7,7 @@ import docker
 import pulumi
 import pytest
 
-from tests.support.engine_apply import EngineApplyMocks, Unsupported
+from harness.engine_apply import EngineApplyMocks, Unsupported
 
 
 def resource(typ: str, name: str, inputs: dict[str, object]) -> pulumi.runtime.MockResourceArgs:

@@ -10,8 +10,9 @@ import docker
 import pytest
 
 from components.haproxy_cfg import image_default_cfg
+from harness.program import stack_config
 from images.build import ROOT
-from tests.support.pulumi_program import run_program, stack_config
+from tests.support.pulumi_program import run_program
 
 
 def haproxy_check(client: docker.DockerClient, image: str, cfg: str) -> tuple[int, str]:

@@ -11,7 +11,7 @@ import docker
 import httpx
 import pytest
 
-from tests.support import dev_stack
+from harness import dev_stack
 from tests.support.containers import wait_for
 
 PREFIX = "hostscale"

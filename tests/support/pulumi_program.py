@@ -10,15 +10,14 @@ import asyncio
 import json
 import runpy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.sync_await import _sync_await
 
-ROOT = Path(__file__).resolve().parents[2]
+from harness.program import ROOT, SECRET_SIG, unwrap_secrets
+
 FAKE_JOIN_TOKEN = "SWMTKN-1-mock-join-token"  # noqa: S105 (a placeholder the mock returns)
 FAKE_PASSWORD = "mock-generated-password"  # noqa: S105
 
@@ -39,9 +38,6 @@ KNOWN_TYPES = {
 }
 
 
-SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 (how the runtime marks a secret on the wire)
-
-
 @dataclass
 class Declared:
     type: str
@@ -49,16 +45,6 @@ class Declared:
     ignore_changes: list[str] = field(default_factory=list)
     parent: str = ""
     secret_inputs: set[str] = field(default_factory=set)  # top-level inputs that arrived as secrets
-
-
-def _unwrap(value: Any) -> Any:
-    if isinstance(value, dict):
-        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
-            return _unwrap(value["value"])
-        return {key: _unwrap(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_unwrap(item) for item in value]
-    return value
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -77,7 +63,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         declared.secret_inputs = {
             k for k, v in args.inputs.items() if isinstance(v, dict) and SECRET_SIG in v
         }
-        declared.inputs = _unwrap(dict(args.inputs))
+        declared.inputs = unwrap_secrets(dict(args.inputs))
         outputs = dict(args.inputs)  # as the engine does: secret inputs come back as secret outputs
         if args.typ == "command:local:Command":
             outputs["stdout"] = FAKE_JOIN_TOKEN if "join-token" in str(args.inputs.get("create")) else ""
@@ -104,11 +90,6 @@ class RecordingMonitor(MockMonitor):
         declared.ignore_changes = list(request.ignoreChanges)
         declared.parent = request.parent
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
-
-
-def stack_config(stack: str) -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
-    return config
 
 
 @dataclass

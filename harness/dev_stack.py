@@ -21,8 +21,8 @@ import docker
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
-from tests.support.engine_apply import ROOT, Applied, EngineApplyMocks, load, save
-from tests.support.pulumi_program import stack_config
+from harness.engine_apply import Applied, EngineApplyMocks, load, save
+from harness.program import ROOT, stack_config
 
 STATE_DIR = ROOT / ".state" / "dev-stack"
 

@@ -32,9 +32,7 @@ from docker.types import (
     UpdateConfig,
 )
 
-from tests.support.pulumi_program import _unwrap
-
-ROOT = Path(__file__).resolve().parents[2]
+from harness.program import ROOT, unwrap_secrets
 
 
 class Unsupported(NotImplementedError):
@@ -106,7 +104,7 @@ class EngineApplyMocks(pulumi.runtime.Mocks):
             raise Unsupported(f"{args.name}: the apply harness does not apply resource type {args.typ}")
         # Each applier takes every property and calls done() before touching the engine: an unsupported
         # property stops the run before anything of that resource exists.
-        props = Props(f"{args.typ} {args.name}", _unwrap(dict(args.inputs)))
+        props = Props(f"{args.typ} {args.name}", unwrap_secrets(dict(args.inputs)))
         resource_id, outputs = appliers[args.typ](args.name, props)
         return resource_id, {**args.inputs, **outputs}
 
