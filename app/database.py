@@ -8,6 +8,7 @@ replaces broken connections as they are released, so the app recovers by itself 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from app.settings import Settings
 
 # What "the database cannot serve right now" looks like from asyncpg: refused or unresolvable host (OSError),
 # a connection lost mid-query (InterfaceError), server starting or shutting down or cancelling (class 57),
-# too many connections (class 53), connection-level protocol errors (class 08).
+# too many connections (class 53), connection-level protocol errors (class 08), a broken client state.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
@@ -27,6 +28,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
+    # A connection the server dropped mid-operation can be left in a protocol state asyncpg refuses
+    # ("cannot switch to state ..."): seen when Postgres restarts under load. It is terminated like the rest.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -90,8 +94,12 @@ class Database:
                 yield conn
         except UNAVAILABLE_ERRORS as exc:
             # The connection is mid-query or broken: drop it now. A graceful release would first try to
-            # reset it, which against a frozen server waits out another whole timeout.
-            conn.terminate()
+            # reset it, which against a frozen server waits out another whole timeout. When Postgres itself
+            # closed it, the pool has already taken it back and the proxy refuses every call.
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
             raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            await self._pool.release(conn)
+            # Releasing a connection that broke under us must not turn a 503 into a 500.
+            with contextlib.suppress(*UNAVAILABLE_ERRORS):
+                await self._pool.release(conn)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Importing locust monkey-patches the whole process for gevent, which breaks ssl and asyncio in the other
+# tests. The tests import locust only for its data types; load runs are separate processes.
+os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
+
 from collections.abc import Iterator
 from pathlib import Path
 
