@@ -111,10 +111,15 @@ def stack(docker_client: docker.DockerClient, images: dict[str, str]) -> Iterato
             docker_client.swarm.leave(force=True)
 
 
-def at(seconds: float, action: Any) -> threading.Timer:
-    timer = threading.Timer(seconds, action)
+def drill(stack: docker.DockerClient, directory: Path, action: Any, at_s: float, run_s: int) -> Run:
+    """Steady load from a settled tier, `action` done `at_s` seconds in; failures do not fail the run's exit
+    code here (each drill asserts on them itself)."""
+    wait_for("a settled tier", lambda: settled(stack), 120)
+    timer = threading.Timer(at_s, action)
     timer.start()
-    return timer
+    run = run_locust("steady.py", directory, "--run-time", f"{run_s}s", "--slo-max-failure-ratio", "1")
+    timer.join()
+    return run
 
 
 def test_scale_cycle_scales_out_and_back_with_zero_failures(
@@ -152,7 +157,6 @@ def test_scale_cycle_scales_out_and_back_with_zero_failures(
 def test_replica_killed_under_load_is_routed_around_and_replaced(
     stack: docker.DockerClient, tmp_path: Path
 ) -> None:
-    wait_for("a settled tier", lambda: settled(stack), 120)
     killed: dict[str, float] = {}
 
     def kill_one_then_time_the_recovery() -> None:
@@ -170,9 +174,7 @@ def test_replica_killed_under_load_is_routed_around_and_replaced(
         wait_for("the tier back to its size", back_to_size, 60, every_s=0.25)
         killed["recovered_s"] = time.monotonic() - killed["at"]
 
-    timer = at(15, kill_one_then_time_the_recovery)
-    run = run_locust("steady.py", tmp_path / "kill", "--run-time", "50s", "--slo-max-failure-ratio", "1")
-    timer.join()
+    run = drill(stack, tmp_path / "kill", kill_one_then_time_the_recovery, at_s=15, run_s=50)
     recovered = killed["recovered_s"]
     print(
         f"replica killed: {run.failures} of {run.requests} requests failed; back to size {recovered:.1f} s after the kill"
@@ -184,7 +186,6 @@ def test_replica_killed_under_load_is_routed_around_and_replaced(
 def test_postgres_restarted_under_load_gives_fast_503s_and_loses_no_acknowledged_write(
     stack: docker.DockerClient, tmp_path: Path
 ) -> None:
-    wait_for("a settled tier", lambda: settled(stack), 120)
     restarted: dict[str, float] = {}
 
     def restart_postgres() -> None:
@@ -194,9 +195,7 @@ def test_postgres_restarted_under_load_gives_fast_503s_and_loses_no_acknowledged
         stack.services.get(f"{PREFIX}-postgres").force_update()
         restarted["at"] = time.monotonic()
 
-    timer = at(15, restart_postgres)
-    run = run_locust("steady.py", tmp_path / "postgres", "--run-time", "60s", "--slo-max-failure-ratio", "1")
-    timer.join()
+    run = drill(stack, tmp_path / "postgres", restart_postgres, at_s=15, run_s=60)
     kinds = {error["Error"] for error in run.errors}
     print(
         f"postgres restarted: {run.failures} of {run.requests} requests failed ({kinds}); slowest: {run.max_ms}"
@@ -220,7 +219,6 @@ def test_postgres_restarted_under_load_gives_fast_503s_and_loses_no_acknowledged
 def test_autoscaler_restarted_under_load_resumes_from_swarm_without_a_jump(
     stack: docker.DockerClient, tmp_path: Path
 ) -> None:
-    wait_for("a settled tier", lambda: settled(stack), 120)
     seen: dict[str, Any] = {}
 
     def restart_autoscaler() -> None:
@@ -228,11 +226,7 @@ def test_autoscaler_restarted_under_load_resumes_from_swarm_without_a_jump(
         stack.containers.get(f"{PREFIX}-autoscaler").restart(timeout=5)
         seen["at"] = time.monotonic()
 
-    timer = at(20, restart_autoscaler)
-    run = run_locust(
-        "steady.py", tmp_path / "autoscaler", "--run-time", "45s", "--slo-max-failure-ratio", "1"
-    )
-    timer.join()
+    run = drill(stack, tmp_path / "autoscaler", restart_autoscaler, at_s=20, run_s=45)
     wait_for("the restarted autoscaler's API", lambda: bool(status()), 30)
     fresh = events(0)
     assert fresh[0]["seq"] == 1, "the autoscaler should have restarted with an empty event log"
