@@ -186,14 +186,12 @@ def test_replica_killed_under_load_is_routed_around_and_replaced(
 def test_postgres_restarted_under_load_gives_fast_503s_and_loses_no_acknowledged_write(
     stack: docker.DockerClient, tmp_path: Path
 ) -> None:
-    restarted: dict[str, float] = {}
 
     def restart_postgres() -> None:
         # The orchestrated restart (`docker service update --force`): Swarm stops the task, then starts a new
         # one on the same volume. (A `docker restart` of the task container is not one: Swarm replaces the
         # stopped container while Docker restarts it, and two Postgres end up on one data directory.)
         stack.services.get(f"{PREFIX}-postgres").force_update()
-        restarted["at"] = time.monotonic()
 
     run = drill(stack, tmp_path / "postgres", restart_postgres, at_s=15, run_s=60)
     kinds = {error["Error"] for error in run.errors}
