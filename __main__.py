@@ -7,7 +7,9 @@ Deploys, from the typed stack config (components/config.py):
 - the app as a replicated dnsrr service (the autoscaler owns its replica count);
 - HAProxy on the host, published on loopback by default;
 - the autoscaler, with its policy file rendered from the same validated config;
-- in the lab stack: libvirt storage pool, NAT network, base image and worker VMs that join the Swarm.
+- in the lab stack: libvirt storage pool, NAT network, base image, the manager's image registry (the workers
+  pull the app image from it), and worker VMs that join the Swarm; the warm-pool VMs are parked after their
+  first boot and the autoscaler powers them on and off.
 """
 
 import pulumi
@@ -19,18 +21,31 @@ from components.database import Database, DatabaseArgs
 from components.hypervisor import Hypervisor, HypervisorArgs, VmPool, VmPoolArgs
 from components.images import BuiltImage, BuiltImageArgs
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
+from components.registry import Registry, RegistryArgs
 from components.swarm import Swarm, SwarmArgs
 
 settings = pulumi.Config("hostscale")
 config = load_stack_config(settings.get_object)
 prefix = config.host.name_prefix
 
-images = {name: BuiltImage(name, BuiltImageArgs(name)) for name in ("postgres", "haproxy", "autoscaler")}
+built = ["postgres", "haproxy", "autoscaler", *(["registry"] if config.vms else [])]
+images = {name: BuiltImage(name, BuiltImageArgs(name)) for name in built}
 if config.app.image is None:
     images["app"] = BuiltImage("app", BuiltImageArgs("app"))
-app_image = config.app.image or images["app"].tag
+app_image: pulumi.Input[str] = config.app.image or images["app"].tag
+app_built = [images["app"].build] if "app" in images else []
 
 hypervisor = Hypervisor("hypervisor", HypervisorArgs(prefix, config.vms)) if config.vms else None
+registry = None
+if config.vms and hypervisor:
+    # Workers cannot pull from the internet: the app image goes through the manager's own registry.
+    registry = Registry(
+        "registry",
+        RegistryArgs(
+            prefix, images["registry"].tag, config.vms, [images["registry"].build, hypervisor.network]
+        ),
+    )
+    app_image = registry.publish("app-image", str(app_image), depends_on=app_built)
 swarm = Swarm(
     "swarm",
     SwarmArgs(prefix, config.host.advertise_addr),
@@ -45,7 +60,7 @@ database = Database(
         settings=config.database,
         network=swarm.db_network,
         password=settings.get_secret("db_password"),
-        depends_on=[images["postgres"].build],
+        depends_on=[images["postgres"].build, swarm.init],  # a Docker secret needs the Swarm
     ),
 )
 app = AppTier(
@@ -58,8 +73,8 @@ app = AppTier(
         db_network=swarm.db_network,
         db_service_name=database.service_name,
         db_secret=database.secret,
-        on_workers=config.vms is not None,
-        depends_on=[images["app"].build] if "app" in images else [],
+        per_worker=config.vms.replicas_per_vm if config.vms else None,
+        depends_on=app_built,
     ),
 )
 load_balancer = LoadBalancer(
@@ -75,6 +90,16 @@ load_balancer = LoadBalancer(
         depends_on=[images["haproxy"].build],
     ),
 )
+vms = None
+if config.vms and hypervisor and registry:
+    vms = VmPool(
+        "vms",
+        VmPoolArgs(
+            prefix, config.vms, hypervisor, swarm.join_token, registry.pull_address, depends_on=[swarm]
+        ),
+    )
+    pulumi.export("vm_names", vms.names)
+    pulumi.export("vm_addresses", vms.addresses)
 autoscaler = Autoscaler(
     "autoscaler",
     AutoscalerArgs(
@@ -83,17 +108,17 @@ autoscaler = Autoscaler(
         settings=config.autoscaler,
         app_service_name=app.service_name,
         haproxy_metrics_url=load_balancer.metrics_url,
-        depends_on=[images["autoscaler"].build, app.service, load_balancer.container],
+        # With VMs, it starts once every worker has joined and the warm pool is parked.
+        depends_on=[
+            images["autoscaler"].build,
+            app.service,
+            load_balancer.container,
+            *(vms.joins if vms else []),
+        ],
+        vms=config.vms,
+        vm_names=vms.names if vms else [],
     ),
 )
-if config.vms and hypervisor:
-    vms = VmPool(
-        "vms",
-        VmPoolArgs(prefix, config.vms, hypervisor, swarm.join_token, depends_on=[swarm]),
-    )
-    pulumi.export("vm_names", vms.names)
-    pulumi.export("vm_addresses", vms.addresses)
-
 pulumi.export("url", load_balancer.url)
 pulumi.export("stats_url", load_balancer.stats_url)
 pulumi.export("metrics_url", load_balancer.metrics_url)

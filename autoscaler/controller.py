@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from autoscaler.decide import Decision, History, Observation, decide, record
+from autoscaler.fleet import FleetPolicy, Step, VmState
+from autoscaler.fleet import plan as plan_fleet
 from autoscaler.haproxy_metrics import BackendSample
 from autoscaler.policy import Policy
 
@@ -46,6 +48,20 @@ class Event:
     acted: bool
     error: str | None = None
     servers: dict[str, str] = field(default_factory=dict)
+    # The warm pool, when the stack has VMs: each VM's state, how many run, and the steps taken this tick.
+    vms: dict[str, str] = field(default_factory=dict)
+    vms_running: int | None = None
+    vm_steps: tuple[str, ...] = ()
+
+
+class Fleet(Protocol):
+    def take_errors(self) -> list[str]: ...
+
+    def observe(self) -> list[VmState]: ...
+
+    def busy(self, name: str) -> bool: ...
+
+    def apply(self, step: Step) -> bool: ...
 
 
 class Controller:
@@ -57,6 +73,7 @@ class Controller:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         keep_events: int = 5000,
+        fleet: tuple[Fleet, FleetPolicy] | None = None,
     ) -> None:
         self.policy = policy
         self.source = source
@@ -70,6 +87,8 @@ class Controller:
         self.tick_seconds: list[float] = []
         self.tick_cpu_seconds: list[float] = []
         self._seq = 0
+        self.fleet = fleet
+        self._surplus_since: float | None = None
 
     def _observe(self, current: int) -> tuple[Observation, str | None]:
         try:
@@ -102,6 +121,7 @@ class Controller:
         if decision.direction != "none" and not acted and not self.policy.dry_run:
             decision = replace(decision, direction="none")  # nothing changed: no cooldown starts
         self.history = record(self.history, observation, decision, now, self.policy)
+        vms, vm_steps, fleet_error = self._plan_fleet(decision.count, now) if self.fleet else ({}, (), None)
         self._seq += 1
         event = Event(
             seq=self._seq,
@@ -113,19 +133,50 @@ class Controller:
             reasons=decision.reasons,
             metrics=dict(observation.metrics),
             acted=acted,
-            error=act_error or read_error,
+            error=act_error or read_error or fleet_error,
             servers=dict(self.last_sample.servers) if self.last_sample else {},
+            vms=vms,
+            vms_running=sum(1 for state in vms.values() if state != "off") if self.fleet else None,
+            vm_steps=vm_steps,
         )
         self.events.append(event)
         self.tick_seconds.append(time.perf_counter() - started)
         self.tick_cpu_seconds.append(time.thread_time() - started_cpu)
         del self.tick_seconds[:-1000], self.tick_cpu_seconds[:-1000]
-        if decision.count != current or event.error:
+        if decision.count != current or event.error or vm_steps:
             log.info(json.dumps(_log_line(event, self.policy.dry_run)))
         return event
 
+    def _plan_fleet(self, desired: int, now: float) -> tuple[dict[str, str], tuple[str, ...], str | None]:
+        """Power and drain worker VMs for the desired replicas; a VM whose state cannot be read holds the fleet."""
+        assert self.fleet is not None
+        fleet, fleet_policy = self.fleet
+        new_errors = fleet.take_errors()
+        try:
+            states = fleet.observe()
+        except Exception as exc:
+            return {}, (), f"VMs unreadable, holding the fleet: {type(exc).__name__}: {exc}"
+        labels = {vm.name: _label(vm) for vm in states}
+        plan = plan_fleet(desired, states, fleet_policy, self._surplus_since, now)
+        self._surplus_since = plan.surplus_since
+        taken = []
+        for step in plan.steps:
+            if self.policy.dry_run or fleet.busy(step.vm):
+                continue
+            if fleet.apply(step):
+                taken.append(f"{step.verb} {step.vm}: {step.reason}")
+        return labels, tuple(taken), "; ".join(new_errors) or None
+
     def events_since(self, seq: int) -> list[Event]:
         return [event for event in self.events if event.seq > seq]
+
+
+def _label(vm: VmState) -> str:
+    if not vm.powered:
+        return "off"
+    if not vm.ready:
+        return "booting"
+    return f"active ({vm.tasks} tasks)" if vm.active else f"drained ({vm.tasks} tasks)"
 
 
 def _log_line(event: Event, dry_run: bool) -> dict[str, Any]:

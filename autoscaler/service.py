@@ -20,10 +20,12 @@ import uvicorn
 from starlette.applications import Starlette
 
 from autoscaler.controller import Controller
+from autoscaler.fleet import FleetPolicy
 from autoscaler.haproxy_metrics import HAProxyMetrics
 from autoscaler.policy import Policy, PolicyError, load_policy
 from autoscaler.status import create_status_app
 from autoscaler.swarm import SwarmService
+from autoscaler.vms import LibvirtFleet
 
 log = logging.getLogger("hostscale.autoscaler")
 
@@ -67,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--haproxy-metrics", required=True, help="HAProxy's Prometheus endpoint URL")
     parser.add_argument("--backend", default="app", help="the HAProxy backend serving the service")
     parser.add_argument("--listen", default="127.0.0.1:9100", help="status API address (default: loopback)")
+    vms = parser.add_argument_group("warm-pool VMs (stacks with libvirt workers)")
+    vms.add_argument("--libvirt-uri", help="the hypervisor, e.g. qemu:///system")
+    vms.add_argument("--vms", help="worker VM names, comma-separated, in the order they are powered on")
+    vms.add_argument("--replicas-per-vm", type=int, default=4, help="app tasks one worker holds")
+    vms.add_argument("--vm-scale-in-after", type=float, default=120, help="seconds of surplus before parking")
+    vms.add_argument("--park", choices=["suspended", "stopped"], default="suspended")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -76,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host, _, port = args.listen.rpartition(":")
     source = HAProxyMetrics(args.haproxy_metrics, args.backend, clock=time.monotonic)
-    controller = Controller(policy, source, SwarmService(docker.from_env(), args.service))
+    client = docker.from_env()
+    fleet = None
+    if args.vms:
+        names = tuple(args.vms.split(","))
+        fleet_policy = FleetPolicy(names, args.replicas_per_vm, args.vm_scale_in_after)
+        fleet = (LibvirtFleet(client, args.libvirt_uri, names, args.park), fleet_policy)
+    controller = Controller(policy, source, SwarmService(client, args.service), fleet=fleet)
     log.info("scaling service %s from %s (dry run: %s)", args.service, args.haproxy_metrics, policy.dry_run)
     uvicorn.run(build_app(controller), host=host, port=int(port), log_level="warning")
     return 0

@@ -67,7 +67,7 @@ def create_status_app(controller: Controller, lifespan: Any = None) -> Starlette
     async def status(request: Request) -> Response:
         events = list(controller.events)
         last = events[-1] if events else None
-        changes = [_event(e) for e in events if e.direction != "none" or e.error][-20:]
+        changes = [_event(e) for e in events if e.direction != "none" or e.error or e.vm_steps][-20:]
         return JSONResponse(
             {
                 "policy": dataclasses.asdict(controller.policy),
@@ -77,6 +77,8 @@ def create_status_app(controller: Controller, lifespan: Any = None) -> Starlette
                 "metrics": last.metrics if last else {},
                 "reasons": list(last.reasons) if last else [],
                 "servers": last.servers if last else {},
+                "vms": last.vms if last else {},
+                "vms_running": last.vms_running if last else None,
                 "last_changes": changes,
             }
         )

@@ -21,13 +21,15 @@ REPLICAS_PROPERTY = "mode.replicated.replicas"
 @dataclass
 class AppTierArgs:
     name_prefix: str
-    image: str
+    image: pulumi.Input[str]
     settings: AppConfig
     web_network: docker.Network
     db_network: docker.Network
     db_service_name: str
     db_secret: docker.Secret
-    on_workers: bool  # lab: replicas run on the VMs, never on the manager
+    # Lab: replicas run on the worker VMs, never on the manager, at most this many per worker (its capacity:
+    # tasks beyond it stay pending until the autoscaler powers on another VM). None: the local stack.
+    per_worker: int | None
     depends_on: list[pulumi.Resource]
 
 
@@ -54,7 +56,8 @@ class AppTier(pulumi.ComponentResource):
                     docker.ServiceTaskSpecNetworksAdvancedArgs(id=args.db_network.id),
                 ],
                 placement=docker.ServiceTaskSpecPlacementArgs(
-                    constraints=["node.role==worker"] if args.on_workers else []
+                    constraints=["node.role==worker"] if args.per_worker else [],
+                    max_replicas=args.per_worker,
                 ),
                 resources=docker.ServiceTaskSpecResourcesArgs(
                     limits=docker.ServiceTaskSpecResourcesLimitsArgs(

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 
-from components.config import AutoscalerConfig
+from components.config import AutoscalerConfig, VmPoolConfig
 
 DOCKER_SOCKET = "/var/run/docker.sock"
+LIBVIRT_SOCKET = "/var/run/libvirt/libvirt-sock"
 POLICY_PATH = "/etc/hostscale/policy.json"
 
 
@@ -22,9 +23,17 @@ def render_policy_file(raw_policy: dict[str, Any]) -> str:
     return json.dumps(raw_policy, indent=2, sort_keys=True) + "\n"
 
 
-def docker_socket_group() -> str:
+def socket_group(path: str) -> str:
     # The container runs as an unprivileged user that only needs the socket's group.
-    return str(os.stat(DOCKER_SOCKET).st_gid) if os.path.exists(DOCKER_SOCKET) else "0"
+    return str(os.stat(path).st_gid) if os.path.exists(path) else "0"
+
+
+def warm_pool_arguments(vms: VmPoolConfig, names: list[str]) -> list[str]:
+    return [
+        *("--libvirt-uri", vms.libvirt_uri, "--vms", ",".join(names)),
+        *("--replicas-per-vm", str(vms.replicas_per_vm), "--park", vms.warm_pool),
+        *("--vm-scale-in-after", str(vms.scale_in_after_seconds)),
+    ]
 
 
 @dataclass
@@ -35,6 +44,9 @@ class AutoscalerArgs:
     app_service_name: str
     haproxy_metrics_url: str
     depends_on: list[pulumi.Resource]
+    # The lab stack: the worker VMs it powers on and off (the warm pool), on the local hypervisor's socket.
+    vms: VmPoolConfig | None = None
+    vm_names: list[str] = field(default_factory=list)
 
 
 class Autoscaler(pulumi.ComponentResource):
@@ -44,6 +56,15 @@ class Autoscaler(pulumi.ComponentResource):
     def __init__(self, name: str, args: AutoscalerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hostscale:index:Autoscaler", name, None, opts)
         s = args.settings
+        mounts = [docker.ContainerMountArgs(target=DOCKER_SOCKET, source=DOCKER_SOCKET, type="bind")]
+        groups = [socket_group(DOCKER_SOCKET)]
+        extra: list[str] = []
+        if args.vms is not None:
+            extra = warm_pool_arguments(args.vms, args.vm_names)
+            mounts.append(
+                docker.ContainerMountArgs(target=LIBVIRT_SOCKET, source=LIBVIRT_SOCKET, type="bind")
+            )
+            groups.append(socket_group(LIBVIRT_SOCKET))
         self.container = docker.Container(
             f"{name}-container",
             name=f"{args.name_prefix}-autoscaler",
@@ -60,9 +81,10 @@ class Autoscaler(pulumi.ComponentResource):
                 args.haproxy_metrics_url,
                 "--listen",
                 f"{s.listen_host}:{s.listen_port}",
+                *extra,
             ],
-            mounts=[docker.ContainerMountArgs(target=DOCKER_SOCKET, source=DOCKER_SOCKET, type="bind")],
-            group_adds=[docker_socket_group()],
+            mounts=mounts,
+            group_adds=sorted(set(groups)),
             uploads=[docker.ContainerUploadArgs(file=POLICY_PATH, content=render_policy_file(s.raw_policy))],
             restart="unless-stopped",
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),

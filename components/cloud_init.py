@@ -29,9 +29,12 @@ def render_user_data(s: WorkerSettings) -> str:
     daemon = {"labels": [f"{k}={v}" for k, v in sorted(s.labels.items())]}
     if s.insecure_registries:
         daemon["insecure-registries"] = list(s.insecure_registries)
+    # The manager may not answer yet (or the VM's address may come late): retry for up to ten minutes.
     join = (
-        "docker info -f '{{.Swarm.LocalNodeState}}' | grep -qx active"
-        f' || docker swarm join --token "$(cat {TOKEN_FILE})" {s.manager_addr}:2377'
+        "for attempt in $(seq 120); do"
+        " docker info -f '{{.Swarm.LocalNodeState}}' | grep -qx active && exit 0;"
+        f' docker swarm join --token "$(cat {TOKEN_FILE})" {s.manager_addr}:2377 && exit 0;'
+        " sleep 5; done; exit 1"
     )
     doc = {
         "hostname": s.hostname,

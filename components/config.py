@@ -76,7 +76,15 @@ class VmPoolConfig:
     memory_mb: int
     vcpus: int
     ssh_public_key: str
-    replicas_per_vm: int
+    replicas_per_vm: int  # Swarm places at most this many app tasks on one worker (its capacity)
+    # Images without a bootloader (scripts/build-vm-image) boot their own kernel directly.
+    kernel: str | None
+    initrd: str | None
+    # Warm-pool VMs finish their first boot at `up`, then are parked: "suspended" (libvirt managed save: memory
+    # on disk, resumed in seconds) or "stopped" (powered off: a plain boot).
+    warm_pool: Literal["suspended", "stopped"]
+    scale_in_after_seconds: int  # workers must be surplus this long before one is drained and parked
+    registry_port: int  # the manager's image registry, on the VM network's gateway and loopback
 
     @property
     def gateway(self) -> str:
@@ -110,6 +118,20 @@ class _Section(Reader):
             ipaddress.IPv4Address(value)
         except ValueError:
             raise ConfigError(f"{self.key(name)} must be an IPv4 address, got {value!r}") from None
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.string(name, default)
+        if value not in allowed:
+            raise ConfigError(f"{self.key(name)} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def optional_path(self, name: str) -> str | None:
+        value = self.get(name)
+        if value is not None and not (isinstance(value, str) and value.startswith("/")):
+            raise ConfigError(
+                f"{self.key(name)} must be an absolute path on the hypervisor host, got {value!r}"
+            )
         return value
 
 
@@ -197,7 +219,7 @@ def _vms(section: _Section) -> VmPoolConfig:
     count = section.bounded("count", 3, 0, 64)
     if network.num_addresses < count + 8:
         raise ConfigError(f"{section.key('network_cidr')} is {cidr}: too small for {count} VMs")
-    running = section.integer("running", 2, low=0)
+    running = section.integer("running", 2, low=1 if count else 0)  # the last worker is never parked
     if running > count:
         raise ConfigError(f"{section.key('running')} is {running} but {section.key('count')} is {count}")
     config = VmPoolConfig(
@@ -212,7 +234,14 @@ def _vms(section: _Section) -> VmPoolConfig:
         vcpus=section.bounded("vcpus", 1, 1, 64),
         ssh_public_key=section.string("ssh_public_key"),
         replicas_per_vm=section.bounded("replicas_per_vm", 4, 1, 100),
+        kernel=section.optional_path("kernel"),
+        initrd=section.optional_path("initrd"),
+        warm_pool=section.choice("warm_pool", "suspended", ("suspended", "stopped")),  # type: ignore[arg-type]
+        scale_in_after_seconds=section.bounded("scale_in_after_seconds", 120, 0, 86400),
+        registry_port=section.port("registry_port", 5000),
     )
+    if (config.kernel is None) != (config.initrd is None):
+        raise ConfigError(f"{section.key('kernel')} and {section.key('initrd')} go together, or neither")
     section.done()
     return config
 

@@ -13,9 +13,11 @@ from typing import Any
 
 import pulumi
 import pulumi_libvirt as libvirt
+from pulumi_command import local
 
 from components.cloud_init import WorkerSettings, render_user_data
 from components.config import VmPoolConfig
+from images.build import ROOT
 
 DISK_BYTES = 20 * 2**30
 
@@ -53,7 +55,7 @@ class Hypervisor(pulumi.ComponentResource):
             addresses=[s.network_cidr],
             autostart=True,
             dhcp=libvirt.NetworkDhcpArgs(enabled=True),
-            dns=libvirt.NetworkDnsArgs(enabled=True, local_only=True),
+            dns=libvirt.NetworkDnsArgs(enabled=True),
             opts=on_host,
         )
         self.base_volume = libvirt.Volume(
@@ -67,7 +69,7 @@ class Hypervisor(pulumi.ComponentResource):
         self.register_outputs({"network": self.network.name, "pool": self.pool.name})
 
 
-def _user_data_for(vm: str, s: VmPoolConfig) -> Callable[[str], str]:
+def _user_data_for(vm: str, s: VmPoolConfig, registry: str) -> Callable[[str], str]:
     def render(token: str) -> str:
         return render_user_data(
             WorkerSettings(
@@ -76,6 +78,7 @@ def _user_data_for(vm: str, s: VmPoolConfig) -> Callable[[str], str]:
                 manager_addr=s.gateway,
                 join_token=token,
                 labels={"dev.hostscale.vm": vm},
+                insecure_registries=(registry,),
             )
         )
 
@@ -86,12 +89,24 @@ def _first_addresses(nics: Sequence[Any] | None) -> list[str]:
     return list(nics[0].addresses or []) if nics else []
 
 
+def _direct_boot(s: VmPoolConfig) -> dict[str, Any]:
+    """An image without a bootloader (scripts/build-vm-image) boots its own kernel, root found by label."""
+    if s.kernel is None:
+        return {}
+    return {
+        "kernel": s.kernel,
+        "initrd": s.initrd,
+        "cmdlines": [{"root": "LABEL=hostscale-root"}, {"_": "rw"}, {"console": "ttyS0"}],
+    }
+
+
 @dataclass
 class VmPoolArgs:
     name_prefix: str
     settings: VmPoolConfig
     hypervisor: Hypervisor
     join_token: pulumi.Output[str]  # secret
+    registry: str  # where the workers pull the app image: <gateway>:<port>, plain HTTP on the VM network
     depends_on: list[pulumi.Resource]
 
 
@@ -105,9 +120,13 @@ class VmPool(pulumi.ComponentResource):
         s, hv = args.settings, args.hypervisor
         on_host = pulumi.ResourceOptions(parent=self, provider=hv.provider, depends_on=args.depends_on)
         self.domains, self.names = [], []
+        self.joins: list[local.Command] = []
+        boot = _direct_boot(s)
         for index in range(s.count):
             vm = f"{args.name_prefix}-worker-{index}"
-            running = index < s.running  # the others are the warm pool: the autoscaler powers them on
+            warm = (
+                index >= s.running
+            )  # the warm pool: parked after its first boot, powered on by the autoscaler
             disk = libvirt.Volume(
                 f"{name}-{index}-disk",
                 name=f"{vm}.qcow2",
@@ -118,7 +137,7 @@ class VmPool(pulumi.ComponentResource):
                 opts=on_host,
             )
             # Only the string is computed inside apply(); the resource itself is declared here, outside it.
-            user_data = args.join_token.apply(_user_data_for(vm, s))
+            user_data = args.join_token.apply(_user_data_for(vm, s, args.registry))
             cloud_init = libvirt.CloudInitDisk(
                 f"{name}-{index}-cloudinit",
                 name=f"{vm}-cloudinit.iso",
@@ -132,19 +151,29 @@ class VmPool(pulumi.ComponentResource):
                 type=s.domain_type,
                 memory=s.memory_mb,
                 vcpu=s.vcpus,
-                running=running,
+                running=True,  # every VM makes its first boot (cloud-init, Swarm join) at up
                 cloudinit=cloud_init.id,
                 disks=[libvirt.DomainDiskArgs(volume_id=disk.id)],
                 network_interfaces=[
-                    libvirt.DomainNetworkInterfaceArgs(
-                        network_id=hv.network.id, hostname=vm, wait_for_lease=running
-                    )
+                    libvirt.DomainNetworkInterfaceArgs(network_id=hv.network.id, wait_for_lease=True)
                 ],
                 consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
+                **boot,
                 # The autoscaler powers warm-pool VMs on and off: pulumi up must not undo that.
                 opts=pulumi.ResourceOptions.merge(
                     on_host, pulumi.ResourceOptions(ignore_changes=["running"])
                 ),
+            )
+            park = f" --park {s.warm_pool}" if warm else ""
+            self.joins.append(
+                local.Command(
+                    f"{name}-{index}-join",
+                    create=f"./scripts/vm-join --uri {s.libvirt_uri} --vm {vm}{park}",
+                    # A destroyed VM's node would stay in the Swarm as "down" forever.
+                    delete=f"docker node rm --force {vm}",
+                    dir=str(ROOT),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[domain]),
+                )
             )
             self.domains.append(domain)
             self.names.append(vm)

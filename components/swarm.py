@@ -21,6 +21,7 @@ class SwarmArgs:
 
 
 class Swarm(pulumi.ComponentResource):
+    init: local.Command  # Swarm objects (secrets, services) can be created once this has run
     join_token: pulumi.Output[str]  # secret
     web_network: docker.Network
     db_network: docker.Network
@@ -28,11 +29,14 @@ class Swarm(pulumi.ComponentResource):
     def __init__(self, name: str, args: SwarmArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hostscale:index:Swarm", name, None, opts)
         addr = args.advertise_addr
-        init = local.Command(
+        self.init = init = local.Command(
             f"{name}-init",
             create=(
-                "docker info -f '{{.Swarm.LocalNodeState}}' | grep -qx active"
-                f" || docker swarm init --advertise-addr {addr} --listen-addr {addr}:2377 >/dev/null"
+                "if [ \"$(docker info -f '{{.Swarm.LocalNodeState}}')\" = active ]; then"
+                " now=$(docker info -f '{{.Swarm.NodeAddr}}');"
+                f' [ "$now" = {addr} ] || {{ echo "this engine is already in a Swarm that advertises $now,'
+                f' not {addr}: set hostscale:host.advertise_addr to $now, or leave that Swarm" >&2; exit 1; }};'
+                f" else docker swarm init --advertise-addr {addr} --listen-addr {addr}:2377 >/dev/null; fi"
             ),
             # No delete: leaving the swarm would take every other service on this host with it.
             opts=pulumi.ResourceOptions(parent=self),

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import runpy
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import docker
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
+from harness import libvirt_apply
 from harness.engine_apply import Applied, EngineApplyMocks, load, save
 from harness.program import ROOT, stack_config
 
@@ -74,12 +76,20 @@ def remove(client: docker.DockerClient, applied: list[Applied]) -> None:
     """Remove what `up` created, dependents first."""
     by_kind = {
         kind: [a for a in applied if a.type == kind]
-        for kind in ("container", "service", "secret", "network", "volume")
+        for kind in (
+            *("container", "service", "secret", "network", "volume", "command"),
+            *("libvirt-domain", "libvirt-volume", "libvirt-network", "libvirt-pool"),
+        )
     }
     for item in by_kind["container"]:
         _gone(lambda item=item: client.containers.get(item.id).remove(force=True))
     for item in by_kind["service"]:
         _gone(lambda item=item: client.services.get(item.id).remove())
+    for item in by_kind["libvirt-domain"]:
+        libvirt_apply.remove(item.type, str(item.docker_name), str(item.id), str(item.uri))
+    for item in reversed(by_kind["command"]):
+        if item.docker_name:  # the command's delete step
+            subprocess.run(["bash", "-c", item.docker_name], cwd=item.id, check=False, capture_output=True)
     names = [item.docker_name for item in by_kind["service"]]
     deadline = time.monotonic() + 90
     # Secrets, networks and volumes are in use until the services' task containers are gone.
@@ -94,6 +104,9 @@ def remove(client: docker.DockerClient, applied: list[Applied]) -> None:
         _gone(lambda item=item: client.networks.get(item.id).remove())
     for item in by_kind["volume"]:
         _gone(lambda item=item: client.volumes.get(item.id).remove(force=True))
+    for kind in ("libvirt-volume", "libvirt-network", "libvirt-pool"):
+        for item in reversed(by_kind[kind]):
+            libvirt_apply.remove(item.type, str(item.docker_name), str(item.id), str(item.uri))
 
 
 def _gone(action: Any) -> None:
@@ -113,7 +126,7 @@ def down(stack: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("stack", choices=["local", "lab"])
+    parser.add_argument("stack", choices=["local", "lab", "lab-emulated"])
     args = parser.parse_args()
     if args.action == "up":
         print(json.dumps(up(args.stack)))

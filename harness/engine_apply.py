@@ -32,6 +32,7 @@ from docker.types import (
     UpdateConfig,
 )
 
+from harness.libvirt_apply import LibvirtApplier
 from harness.program import ROOT, unwrap_secrets
 
 
@@ -74,14 +75,19 @@ def _duration_ns(text: str | None) -> int | None:
 class Applied:
     type: str
     name: str  # the Pulumi resource name
-    docker_name: str | None = None
-    id: str | None = None
+    docker_name: str | None = None  # or the libvirt name, or a command's delete step
+    id: str | None = None  # libvirt: the pool a volume lives in
+    uri: str | None = None  # libvirt: the hypervisor
 
 
 @dataclass
 class EngineApplyMocks(pulumi.runtime.Mocks):
     client: docker.DockerClient
     applied: list[Applied] = field(default_factory=list)
+    libvirt: LibvirtApplier = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.libvirt = LibvirtApplier(Unsupported, self._record)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         raise Unsupported(
@@ -100,19 +106,25 @@ class EngineApplyMocks(pulumi.runtime.Mocks):
             "docker:index/service:Service": self._service,
             "docker:index/container:Container": self._container,
         }
-        if args.typ not in appliers:
+        on_hypervisor = self.libvirt.appliers()
+        if args.typ not in appliers and args.typ not in on_hypervisor:
             raise Unsupported(f"{args.name}: the apply harness does not apply resource type {args.typ}")
         # Each applier takes every property and calls done() before touching the engine: an unsupported
         # property stops the run before anything of that resource exists.
         props = Props(f"{args.typ} {args.name}", unwrap_secrets(dict(args.inputs)))
-        resource_id, outputs = appliers[args.typ](args.name, props)
+        if args.typ in on_hypervisor:
+            resource_id, outputs = on_hypervisor[args.typ](args.name, props, args.provider)
+        else:
+            resource_id, outputs = appliers[args.typ](args.name, props)
         return resource_id, {**args.inputs, **outputs}
 
-    def _record(self, typ: str, name: str, docker_name: str | None, resource_id: str | None) -> None:
-        self.applied.append(Applied(typ, name, docker_name, resource_id))
+    def _record(
+        self, typ: str, name: str, docker_name: str | None, resource_id: str | None, uri: str | None = None
+    ) -> None:
+        self.applied.append(Applied(typ, name, docker_name, resource_id, uri))
 
     def _command(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
-        create, directory = p.take("create"), p.take("dir") or str(ROOT)
+        create, delete, directory = p.take("create"), p.take("delete"), p.take("dir") or str(ROOT)
         p.take("triggers")  # replacement triggers: an `up` always runs create once
         p.done()
         result = subprocess.run(
@@ -122,7 +134,8 @@ class EngineApplyMocks(pulumi.runtime.Mocks):
             raise RuntimeError(
                 f"{name}: `{create}` exited {result.returncode}: {result.stderr.strip()[-2000:]}"
             )
-        self._record("command:local:Command", name, None, None)
+        # Like pulumi-command, the delete step runs when the resource is destroyed (down).
+        self._record("command", name, delete, directory)
         # Like pulumi-command: stdout without its trailing newline.
         return f"{name}-command", {"stdout": result.stdout.rstrip("\n"), "stderr": result.stderr.rstrip("\n")}
 
@@ -193,6 +206,8 @@ class EngineApplyMocks(pulumi.runtime.Mocks):
         health.done()
         placement = task.child("placement")
         kwargs["constraints"] = placement.take("constraints") or []
+        if (max_replicas := placement.take("maxReplicas")) is not None:
+            kwargs["maxreplicas"] = int(max_replicas)
         placement.done()
         kwargs["resources"] = self._limits(task.child("resources"))
         restart = task.child("restartPolicy")
@@ -237,12 +252,14 @@ class EngineApplyMocks(pulumi.runtime.Mocks):
         for network in p.children("networksAdvanced"):
             networks.append(network.take("name"))
             network.done()
-        ports: dict[str, tuple[str, int]] = {}
+        ports: dict[str, list[tuple[str, int]]] = {}
         for port in p.children("ports"):
             protocol = port.take("protocol", "tcp")
-            ports[f"{int(port.take('internal'))}/{protocol}"] = (
-                port.take("ip", "0.0.0.0"),  # noqa: S104 (Docker's own default when no ip is given)
-                int(port.take("external")),
+            ports.setdefault(f"{int(port.take('internal'))}/{protocol}", []).append(
+                (
+                    port.take("ip", "0.0.0.0"),  # noqa: S104 (Docker's own default when no ip is given)
+                    int(port.take("external")),
+                )
             )
             port.done()
         mounts = []

@@ -43,6 +43,7 @@ IMAGES = {
     "autoscaler": ImageSpec("autoscaler", ROOT / "autoscaler", takes_ca_bundle=True),
     "haproxy": ImageSpec("haproxy", ROOT / "images" / "haproxy"),
     "postgres": ImageSpec("postgres", ROOT / "images" / "postgres"),
+    "registry": ImageSpec("registry", ROOT / "images" / "registry"),
 }
 
 

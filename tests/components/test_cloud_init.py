@@ -25,7 +25,9 @@ def test_user_data_is_cloud_config_that_joins_the_manager() -> None:
     assert doc["hostname"] == "hs-worker-0"
     assert doc["locale"] is False
     join = doc["runcmd"][2][-1]
-    assert join.endswith(f'docker swarm join --token "$(cat {TOKEN_FILE})" 10.77.0.1:2377')
+    assert f'docker swarm join --token "$(cat {TOKEN_FILE})" 10.77.0.1:2377 && exit 0;' in join
+    assert join.startswith("for attempt in $(seq 120); do")
+    assert join.endswith("sleep 5; done; exit 1")
     assert doc["runcmd"][3] == ["rm", "-f", TOKEN_FILE], "the token file goes once used"
 
 

@@ -1,0 +1,53 @@
+"""`python -m autoscaler.vm_join --uri URI --vm NAME [--park suspended|stopped]`: the end of a worker VM's first
+boot, run by `pulumi up` after the domain starts. Waits until the VM's node has joined the Swarm and is ready;
+for a warm-pool VM it then drains the node and parks the VM, so the autoscaler's power-on is a plain boot or a
+restore, never a first boot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import docker
+
+from autoscaler.vms import LibvirtFleet
+
+POLL_S = 2.0
+
+
+def wait_until_ready(fleet: LibvirtFleet, vm: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        node = fleet.nodes.find(vm)
+        if node is not None and node.attrs["Status"]["State"] == "ready":
+            return
+        time.sleep(POLL_S)
+    raise TimeoutError(f"{vm} did not join the Swarm in {timeout_s:.0f} s (its console: virsh console {vm})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vm_join", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--uri", required=True)
+    parser.add_argument("--vm", required=True)
+    parser.add_argument("--park", choices=["suspended", "stopped"])
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args(argv)
+    fleet = LibvirtFleet(docker.from_env(), args.uri, (args.vm,), args.park or "suspended")
+    started = time.monotonic()
+    try:
+        wait_until_ready(fleet, args.vm, args.timeout)
+        print(f"vm_join: {args.vm} joined the Swarm in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        if args.park:
+            fleet.nodes.set_availability(args.vm, "drain")
+            fleet.park(args.vm)
+            print(f"vm_join: {args.vm} drained and {args.park}", file=sys.stderr)
+    except (TimeoutError, RuntimeError) as exc:
+        print(f"vm_join: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

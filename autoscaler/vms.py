@@ -1,0 +1,157 @@
+"""The warm-pool actuator: worker VMs' power through libvirt (`virsh`), their Swarm availability through the
+Docker API. Observes each VM as a fleet.VmState; applies fleet.Steps one VM at a time, off the control loop.
+
+Parking is "suspended" (libvirt managed save: the guest's memory goes to disk and `virsh start` restores it in
+seconds) or "stopped" (an ACPI shutdown; the next start is a cold boot). Either way the node is drained first,
+so Swarm never places a task on a worker that is about to go away.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Literal
+
+from autoscaler.fleet import Step, VmState
+
+log = logging.getLogger("hostscale.autoscaler")
+
+ParkMode = Literal["suspended", "stopped"]
+SHUTDOWN_TIMEOUT_S = 120
+
+
+class Virsh:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def __call__(self, *args: str, timeout: float = 300) -> str:
+        result = subprocess.run(
+            ["virsh", "-q", "-c", self.uri, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"virsh {' '.join(args)}: {result.stderr.strip() or result.stdout.strip()}")
+        return result.stdout.strip()
+
+    def state(self, domain: str) -> str:
+        return self("domstate", domain)  # "running", "shut off", "paused", ...
+
+
+class SwarmNodes:
+    """Worker nodes by hostname (the VM's domain name)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def find(self, hostname: str) -> Any | None:
+        nodes = [n for n in self.client.nodes.list() if n.attrs["Description"]["Hostname"] == hostname]
+        # A re-joined VM leaves its old node behind as down: the ready one, else the newest, is the VM.
+        nodes.sort(key=lambda n: (n.attrs["Status"]["State"] == "ready", n.attrs["CreatedAt"]))
+        return nodes[-1] if nodes else None
+
+    def tasks_on(self, node: Any) -> int:
+        tasks = self.client.api.tasks(filters={"node": node.id, "desired-state": "running"})
+        return sum(
+            1 for t in tasks if t["Status"]["State"] not in ("complete", "failed", "shutdown", "rejected")
+        )
+
+    def set_availability(self, hostname: str, availability: str) -> None:
+        node = self.find(hostname)
+        if node is None:
+            raise RuntimeError(f"no Swarm node named {hostname}")
+        spec = dict(node.attrs["Spec"], Availability=availability)
+        node.update(spec)
+
+
+class LibvirtFleet:
+    def __init__(self, client: Any, uri: str, names: tuple[str, ...], park_mode: ParkMode) -> None:
+        self.virsh = Virsh(uri)
+        self.nodes = SwarmNodes(client)
+        self.names = names
+        self.park_mode = park_mode
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vm")
+        self._in_flight: dict[str, Future[None]] = {}
+        self._errors: list[str] = []
+        self._lock = threading.Lock()
+
+    def observe(self) -> list[VmState]:
+        states = []
+        for name in self.names:
+            powered = self.virsh.state(name) == "running"
+            node = self.nodes.find(name)
+            ready = node is not None and node.attrs["Status"]["State"] == "ready"
+            active = node is not None and node.attrs["Spec"]["Availability"] == "active"
+            tasks = self.nodes.tasks_on(node) if node is not None and ready else 0
+            states.append(VmState(name, powered, ready, active, tasks))
+        return states
+
+    def busy(self, name: str) -> bool:
+        future = self._in_flight.get(name)
+        return future is not None and not future.done()
+
+    def apply(self, step: Step) -> bool:
+        """Start one step in the background; False when that VM is still busy with the previous one."""
+        if self.busy(step.vm):
+            return False
+        actions: dict[str, Callable[[str], None]] = {
+            "power_on": self.power_on,
+            "activate": self.activate,
+            "drain": self.drain,
+            "power_off": self.park,
+        }
+        action = actions[step.verb]
+        self._in_flight[step.vm] = future = self._pool.submit(action, step.vm)
+        future.add_done_callback(functools.partial(self._done, step))
+        return True
+
+    def _done(self, step: Step, future: Future[None]) -> None:
+        if (exc := future.exception()) is not None:
+            message = f"{step.verb} {step.vm} failed: {type(exc).__name__}: {exc}"
+            log.error(message)
+            with self._lock:
+                self._errors.append(message)
+
+    def take_errors(self) -> list[str]:
+        """Failures of background steps since the last call (the next event reports them)."""
+        with self._lock:
+            errors, self._errors = self._errors, []
+        return errors
+
+    def activate(self, name: str) -> None:
+        self.nodes.set_availability(name, "active")
+
+    def drain(self, name: str) -> None:
+        self.nodes.set_availability(name, "drain")
+
+    def power_on(self, name: str) -> None:
+        # On a domain with a managed-save image, start is a restore.
+        self.virsh("start", name)
+
+    def park(self, name: str) -> None:
+        node = self.nodes.find(name)
+        if node is not None and node.attrs["Spec"]["Availability"] == "active":
+            raise RuntimeError(f"{name} is not drained: refusing to power it off")
+        if node is not None and (count := self.nodes.tasks_on(node)):
+            raise RuntimeError(f"{name} still has {count} tasks: refusing to power it off")
+        if self.park_mode == "suspended":
+            self.virsh("managedsave", name)
+            return
+        self.virsh("shutdown", name)
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.virsh.state(name) == "shut off":
+                return
+            time.sleep(1)
+        self.virsh("destroy", name)  # the guest ignored ACPI: its node is drained and empty, so this is safe
+
+    def wait(self, timeout: float = 600) -> None:
+        for future in list(self._in_flight.values()):
+            future.result(timeout=timeout)
