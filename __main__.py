@@ -95,7 +95,13 @@ if config.vms and hypervisor and registry:
     vms = VmPool(
         "vms",
         VmPoolArgs(
-            prefix, config.vms, hypervisor, swarm.join_token, registry.pull_address, depends_on=[swarm]
+            prefix,
+            config.vms,
+            hypervisor,
+            swarm.join_token,
+            registry.pull_address,
+            app_image,
+            depends_on=[swarm],
         ),
     )
     pulumi.export("vm_names", vms.names)

@@ -27,6 +27,16 @@ def wait_until_ready(fleet: LibvirtFleet, vm: str, timeout_s: float) -> None:
     raise TimeoutError(f"{vm} did not join the Swarm in {timeout_s:.0f} s (its console: virsh console {vm})")
 
 
+def wait_until_empty(fleet: LibvirtFleet, vm: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        node = fleet.nodes.find(vm)
+        if node is None or fleet.nodes.tasks_on(node) == 0:
+            return
+        time.sleep(POLL_S)
+    raise TimeoutError(f"{vm} still runs tasks {timeout_s:.0f} s after it was drained")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vm_join", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--uri", required=True)
@@ -40,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         wait_until_ready(fleet, args.vm, args.timeout)
         print(f"vm_join: {args.vm} joined the Swarm in {time.monotonic() - started:.0f} s", file=sys.stderr)
         if args.park:
+            # Drained at once: Swarm may have placed a task there in the seconds since the join.
             fleet.nodes.set_availability(args.vm, "drain")
+            wait_until_empty(fleet, args.vm, args.timeout)
             fleet.park(args.vm)
             print(f"vm_join: {args.vm} drained and {args.park}", file=sys.stderr)
     except (TimeoutError, RuntimeError) as exc:

@@ -23,6 +23,9 @@ class WorkerSettings:
     # Engine labels, usable in placement constraints as engine.labels.<key> (a worker cannot label its node).
     labels: dict[str, str] = field(default_factory=dict)
     insecure_registries: tuple[str, ...] = ()  # the manager's local registry, for hosts without internet
+    # Pulled before joining, so a joined worker can start the app at once (and a warm VM's power-on never
+    # waits for a pull: under emulation, pulling the app image takes minutes).
+    prefetch: tuple[str, ...] = ()
 
 
 def render_user_data(s: WorkerSettings) -> str:
@@ -59,9 +62,15 @@ def render_user_data(s: WorkerSettings) -> str:
         "runcmd": [
             ["systemctl", "enable", "docker"],
             ["systemctl", "restart", "docker"],  # pick up daemon.json written after Docker's first start
+            *(["sh", "-c", _pull(image)] for image in s.prefetch),
             ["sh", "-c", join],
             ["rm", "-f", TOKEN_FILE],
         ],
     }
     body: str = yaml.safe_dump(doc, sort_keys=False, width=1000)
     return "#cloud-config\n" + body
+
+
+def _pull(image: str) -> str:
+    # The registry may still be starting when the VM boots: retry for up to ten minutes.
+    return f"for attempt in $(seq 120); do docker pull -q {image} && exit 0; sleep 5; done; exit 1"

@@ -69,8 +69,9 @@ class Hypervisor(pulumi.ComponentResource):
         self.register_outputs({"network": self.network.name, "pool": self.pool.name})
 
 
-def _user_data_for(vm: str, s: VmPoolConfig, registry: str) -> Callable[[str], str]:
-    def render(token: str) -> str:
+def _user_data_for(vm: str, s: VmPoolConfig, registry: str) -> Callable[[list[str]], str]:
+    def render(values: list[str]) -> str:
+        token, app_image = values
         return render_user_data(
             WorkerSettings(
                 hostname=vm,
@@ -79,6 +80,7 @@ def _user_data_for(vm: str, s: VmPoolConfig, registry: str) -> Callable[[str], s
                 join_token=token,
                 labels={"dev.hostscale.vm": vm},
                 insecure_registries=(registry,),
+                prefetch=(app_image,),
             )
         )
 
@@ -107,6 +109,7 @@ class VmPoolArgs:
     hypervisor: Hypervisor
     join_token: pulumi.Output[str]  # secret
     registry: str  # where the workers pull the app image: <gateway>:<port>, plain HTTP on the VM network
+    app_image: pulumi.Input[str]  # pulled at first boot, before the join
     depends_on: list[pulumi.Resource]
 
 
@@ -137,7 +140,9 @@ class VmPool(pulumi.ComponentResource):
                 opts=on_host,
             )
             # Only the string is computed inside apply(); the resource itself is declared here, outside it.
-            user_data = args.join_token.apply(_user_data_for(vm, s, args.registry))
+            user_data = pulumi.Output.all(args.join_token, args.app_image).apply(
+                _user_data_for(vm, s, args.registry)
+            )
             cloud_init = libvirt.CloudInitDisk(
                 f"{name}-{index}-cloudinit",
                 name=f"{vm}-cloudinit.iso",

@@ -17,7 +17,7 @@ from components.app_tier import REPLICAS_PROPERTY
 from harness.program import stack_config
 from tests.support.pulumi_program import FAKE_JOIN_TOKEN, FAKE_PASSWORD, ProgramRun, run_program
 
-STACKS = ["local", "lab"]
+STACKS = ["local", "lab", "lab-emulated"]
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -155,8 +155,9 @@ def test_images_are_built_by_the_project_builder_and_tagged_by_content(stack: tu
         create = builds[f"{image}-build"].inputs["create"]
         assert create == f"./scripts/build-images {image}", f"{image}-build: {create}"
     tag = run.namespace["images"]["app"].tag
-    assert service(run, "app-service")["taskSpec"]["containerSpec"]["image"] == tag, "app-service: image"
     assert tag.startswith("hostscale/app:"), tag
+    if run.namespace["config"].vms is None:  # the lab stacks pull it from the manager's registry
+        assert service(run, "app-service")["taskSpec"]["containerSpec"]["image"] == tag, "app-service: image"
 
 
 def test_local_stack_has_no_vms_and_advertises_on_loopback(local: ProgramRun) -> None:
@@ -165,13 +166,34 @@ def test_local_stack_has_no_vms_and_advertises_on_loopback(local: ProgramRun) ->
     assert service(local, "app-service")["taskSpec"]["placement"].get("constraints", []) == [], "app-service"
 
 
-def test_lab_stack_declares_three_vms_two_running_one_warm(lab: ProgramRun) -> None:
+def test_lab_stack_declares_three_vms_that_all_boot_once_and_one_warm_vm_parked(lab: ProgramRun) -> None:
     domains = lab.of_type("libvirt:index/domain:Domain")
     assert sorted(domains) == ["vms-0", "vms-1", "vms-2"]
-    assert [domains[f"vms-{i}"].inputs["running"] for i in range(3)] == [True, True, False]
+    # Every VM makes its first boot at up; the warm one is then parked by its join step.
+    assert [domains[f"vms-{i}"].inputs["running"] for i in range(3)] == [True, True, True]
     for name, domain in domains.items():
         assert domain.inputs["type"] == "kvm", f"{name}: domain type"
         assert domain.ignore_changes == ["running"], f"{name}: the autoscaler owns power state"
+    joins = lab.of_type("command:local:Command")
+    creates = [joins[f"vms-{i}-join"].inputs["create"] for i in range(3)]
+    assert creates == [
+        "./scripts/vm-join --uri qemu:///system --vm hslab-worker-0",
+        "./scripts/vm-join --uri qemu:///system --vm hslab-worker-1",
+        "./scripts/vm-join --uri qemu:///system --vm hslab-worker-2 --park suspended",
+    ]
+    assert joins["vms-2-join"].inputs["delete"] == "docker node rm --force hslab-worker-2"
+
+
+def test_lab_app_image_goes_through_the_managers_registry(lab: ProgramRun) -> None:
+    image = service(lab, "app-service")["taskSpec"]["containerSpec"]["image"]
+    assert image == lab.namespace["images"]["app"].tag.replace("hostscale/", "10.77.0.1:5000/hostscale/", 1)
+    registry = lab.resources["registry-registry"].inputs
+    assert [(p["ip"], p["external"]) for p in registry["ports"]] == [("127.0.0.1", 5000), ("10.77.0.1", 5000)]
+    placement = service(lab, "app-service")["taskSpec"]["placement"]
+    assert placement["maxReplicas"] == 4, "a worker holds replicas_per_vm app tasks"
+    command = service(lab, "autoscaler-container")["command"]
+    assert command[command.index("--vms") + 1] == "hslab-worker-0,hslab-worker-1,hslab-worker-2"
+    assert command[command.index("--replicas-per-vm") + 1] == "4"
 
 
 def test_lab_vms_cloud_init_joins_the_swarm_on_the_manager(lab: ProgramRun) -> None:

@@ -89,7 +89,7 @@ def test_a_request_through_haproxy_is_served_on_the_vm_and_reads_postgres_on_the
 ) -> None:
     wait_for("the app on the VM", _ready, 600, 2)
     name = f"lab-{uuid.uuid4().hex[:8]}"
-    created = httpx.post(f"{URL}/api/items", json={"name": name, "data": {"from": "lab"}}, timeout=10)
+    created = httpx.post(f"{URL}/api/items", json={"name": name, "payload": {"from": "lab"}}, timeout=10)
     assert created.status_code == 201, created.text
     read = httpx.get(f"{URL}/api/items/{created.json()['id']}", timeout=10)
     assert read.status_code == 200

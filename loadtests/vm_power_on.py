@@ -1,0 +1,130 @@
+"""Warm-pool power-on time: from the autoscaler's decision to power a warm VM on, to the first request served
+by a replica on that VM through HAProxy. Deploys the lab-emulated stack (or another lab stack) with the warm
+pool parked the chosen way, runs the cycle several times, tears the stack down.
+
+    uv run python -m loadtests.vm_power_on --warm-pool suspended --runs 3
+    uv run python -m loadtests.vm_power_on --warm-pool stopped --runs 3
+    uv run python -m loadtests.vm_power_on --stack lab --warm-pool suspended   # on a KVM host
+
+Each run: 12 clients of /api/work?ms=100 against one running worker (it holds 2 replicas); the autoscaler asks
+for more, powers on the warm VM, Swarm places the pending tasks there. Recorded per run:
+  decision -> vm running:  `virsh start` done (restore or boot),
+  decision -> node ready:  the VM's Swarm node heartbeats again,
+  decision -> serving:     first response from a replica on that VM.
+Then the load stops and the run waits until the VM is parked again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any
+
+import docker
+import httpx
+
+from autoscaler.vms import Virsh
+from harness import dev_stack
+from harness.program import stack_config
+from tests.support.containers import wait_for
+from tests.support.load import Load
+
+STATUS = "http://127.0.0.1:9100"
+URL = "http://127.0.0.1:8080"
+
+
+def virsh_state(vm: str) -> str:
+    return Virsh("qemu:///system").state(vm)
+
+
+def node_of(client: docker.DockerClient, service: str, served_by: str) -> str | None:
+    for task in client.services.get(service).tasks():
+        container = task["Status"].get("ContainerStatus", {}).get("ContainerID", "")
+        if container.startswith(served_by):
+            return str(client.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"])
+    return None
+
+
+def node_ready(client: docker.DockerClient, vm: str) -> bool:
+    return any(
+        n.attrs["Description"]["Hostname"] == vm and n.attrs["Status"]["State"] == "ready"
+        for n in client.nodes.list()
+    )
+
+
+def power_on_decision(since_seq: int, vm: str) -> float | None:
+    events = httpx.get(f"{STATUS}/events", params={"since": since_seq}, timeout=5).json()["events"]
+    for event in events:
+        if any(step.startswith(f"power_on {vm}") for step in event["vm_steps"]):
+            return float(event["time"])
+    return None
+
+
+def one_run(client: docker.DockerClient, service: str, vm: str) -> dict[str, float]:
+    wait_for(f"{vm} parked", lambda: virsh_state(vm) == "shut off", 600, 2)
+    last_seq = httpx.get(f"{STATUS}/events", timeout=5).json()["events"][-1]["seq"]
+    marks: dict[str, float] = {}
+    with Load(URL, workers=12, max_seconds=600, work_ms=100) as load:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and "serving" not in marks:
+            now = time.time()
+            if "decision" not in marks and (decided := power_on_decision(last_seq, vm)) is not None:
+                marks["decision"] = decided
+            if "decision" in marks:
+                if "running" not in marks and virsh_state(vm) == "running":
+                    marks["running"] = now
+                if "ready" not in marks and node_ready(client, vm):
+                    marks["ready"] = now
+                if any(node_of(client, service, r) == vm for r in list(load.served)):
+                    marks["serving"] = now
+            time.sleep(0.25)
+        failures = len(load.failures)
+    if "serving" not in marks:
+        raise RuntimeError(f"no replica on {vm} served within 600 s: {marks}")
+    return {
+        "decision_to_running_s": marks["running"] - marks["decision"],
+        "decision_to_node_ready_s": marks["ready"] - marks["decision"],
+        "decision_to_serving_s": marks["serving"] - marks["decision"],
+        "failed_requests": failures,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--stack", default="lab-emulated")
+    parser.add_argument("--warm-pool", choices=["suspended", "stopped"], default="suspended")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    config: dict[str, Any] = stack_config(args.stack)
+    config["hostscale:vms"] = {**config["hostscale:vms"], "warm_pool": args.warm_pool}
+    prefix = config["hostscale:host"]["name_prefix"]
+    vms = config["hostscale:vms"]
+    vm = f"{prefix}-worker-{vms['running']}"  # the first warm VM
+    client = docker.from_env()
+    started = time.monotonic()
+    outputs = dev_stack.up(args.stack, config)
+    print(f"stack up in {time.monotonic() - started:.0f} s", flush=True)
+    try:
+        wait_for("the app serving", lambda: httpx.get(f"{URL}/readyz", timeout=5).status_code == 200, 600, 2)
+        runs = []
+        for index in range(args.runs):
+            result = one_run(client, outputs["app_service"], vm)
+            print(f"run {index + 1}: {json.dumps({k: round(v, 1) for k, v in result.items()})}", flush=True)
+            runs.append(result)
+        summary = {
+            key: round(statistics.median(r[key] for r in runs), 1)
+            for key in ("decision_to_running_s", "decision_to_node_ready_s", "decision_to_serving_s")
+        }
+        print(
+            json.dumps(
+                {"stack": args.stack, "warm_pool": args.warm_pool, "runs": args.runs, "median": summary}
+            )
+        )
+    finally:
+        dev_stack.down(args.stack)
+
+
+if __name__ == "__main__":
+    main()
