@@ -26,11 +26,20 @@ def changed(stack: str, key: str, path: list[str], value: Any) -> dict[str, Any]
     return config
 
 
-@pytest.mark.parametrize("stack", ["local", "lab"])
+@pytest.mark.parametrize("stack", ["local", "lab", "lab-emulated"])
 def test_real_stack_files_load(stack: str) -> None:
     config = load_stack_config(getter(stack_config(stack)))
     assert config.autoscaler.policy.min_replicas == 2
-    assert (config.vms is not None) == (stack == "lab")
+    assert (config.vms is not None) == stack.startswith("lab")
+
+
+def test_the_emulated_lab_boots_the_built_image_and_parks_its_warm_vm_suspended() -> None:
+    vms = load_stack_config(getter(stack_config("lab-emulated"))).vms
+    assert vms is not None
+    assert (vms.domain_type, vms.kernel, vms.warm_pool) == (
+        "qemu", "/var/lib/hostscale/vm-image/vmlinuz", "suspended",
+    )  # fmt: skip
+    assert (vms.count, vms.running, vms.replicas_per_vm, vms.registry_port) == (2, 1, 2, 5000)
 
 
 INVALID = [
@@ -193,6 +202,38 @@ INVALID = [
         "127.0.0.1",
         "hostscale:host.advertise_addr is 127.0.0.1 but the VMs reach the manager at 10.77.0.1 (the first address of hostscale:vms.network_cidr 10.77.0.0/24)",
         id="manager not on the VM network",
+    ),
+    pytest.param(
+        "lab",
+        "vms",
+        ["warm_pool"],
+        "hibernate",
+        "hostscale:vms.warm_pool must be one of suspended, stopped, got 'hibernate'",
+        id="unknown warm pool mode",
+    ),
+    pytest.param(
+        "lab",
+        "vms",
+        ["kernel"],
+        "/boot/vmlinuz",
+        "hostscale:vms.kernel and hostscale:vms.initrd go together, or neither",
+        id="kernel without initrd",
+    ),
+    pytest.param(
+        "lab",
+        "vms",
+        ["kernel"],
+        "vmlinuz",
+        "hostscale:vms.kernel must be an absolute path on the hypervisor host, got 'vmlinuz'",
+        id="relative kernel path",
+    ),
+    pytest.param(
+        "lab",
+        "vms",
+        ["running"],
+        0,
+        "hostscale:vms.running must be at least 1, got 0",
+        id="no running worker",
     ),
 ]
 

@@ -118,8 +118,12 @@ def test_load_powers_the_warm_vm_on_and_off_again_with_no_failed_request(
     assert load.failures == [], load.failures[:5]
     events = httpx.get(f"{STATUS}/events", timeout=5).json()["events"]
     assert any(step.startswith(f"power_on {WARM_VM}") for e in events for step in e["vm_steps"])
-    # Load gone: back to the minimum, the warm VM's node drained, then it is parked again.
-    wait_for("the warm VM parked again", lambda: virsh("domstate", WARM_VM) == "shut off", 300, 2)
+    # Heavy load gone, light load left (below one worker's capacity): back to the minimum, the warm VM's node
+    # drained (its replicas move to the other worker), then parked again, with no failed request meanwhile.
+    with Load(URL, workers=2, max_seconds=400, work_ms=20) as light:
+        wait_for("the warm VM parked again", lambda: virsh("domstate", WARM_VM) == "shut off", 400, 2)
+    assert light.failures == [], light.failures[:5]
+    assert sum(light.served.values()) > 100
     assert "Managed save:   yes" in virsh("dominfo", WARM_VM)
     assert (
         docker_client.nodes.get(_node_id(docker_client, RUNNING_VM)).attrs["Spec"]["Availability"] == "active"
