@@ -35,6 +35,7 @@ class Timeline:
     replicas: dict[str, list[float]] = field(default_factory=dict)  # t, desired, ready, current
     vms: dict[str, list[float]] = field(default_factory=dict)  # t, running (empty without VMs)
     decisions: list[dict[str, Any]] = field(default_factory=list)  # t, direction, from, to, reason
+    vm_steps: list[dict[str, Any]] = field(default_factory=list)  # t, step ("power_on vm-1: reason")
 
 
 def _number(text: str) -> float:
@@ -74,11 +75,14 @@ def build_timeline(history: list[dict[str, float]], events: list[dict[str, Any]]
         "ready": [e["ready"] for e in during],
         "current": [e["current"] for e in during],
     }
-    if any("vms_running" in e for e in during):
+    if any(e.get("vms_running") is not None for e in during):  # only stacks with VMs report them
         timeline.vms = {
             "t": [e["time"] - start for e in during],
-            "running": [e.get("vms_running", 0) for e in during],
+            "running": [e.get("vms_running") or 0 for e in during],
         }
+    timeline.vm_steps = [
+        {"t": e["time"] - start, "step": step} for e in during for step in e.get("vm_steps", [])
+    ]
     timeline.decisions = [
         {
             "t": e["time"] - start,
@@ -118,6 +122,16 @@ def plot(timeline: Timeline, path: Path) -> None:
     if timeline.vms:
         axes[3].step(timeline.vms["t"], timeline.vms["running"], where="post", color="tab:brown")
         axes[3].set_ylabel("VMs on")
+        axes[3].yaxis.set_major_locator(MaxNLocator(integer=True))
+        vm_top = max([*timeline.vms["running"], 1])
+        for index, step in enumerate(timeline.vm_steps):
+            axes[3].axvline(step["t"], color="tab:brown", alpha=0.5, linestyle="--", linewidth=1)
+            axes[3].annotate(
+                step["step"].split(":")[0],  # "power_on vm-1"
+                (step["t"], vm_top * (0.9 - 0.15 * (index % 4))),
+                fontsize=7,
+                color="tab:brown",
+            )
     top = max([*reps["desired"], *reps["ready"], 1])
     for index, decision in enumerate(timeline.decisions):
         color = "tab:red" if decision["direction"] == "up" else "tab:green"
@@ -151,6 +165,15 @@ def write_html(timeline: Timeline, png: Path, path: Path) -> None:
         f"<h1>Scaling timeline</h1><img alt='timeline' src='data:image/png;base64,{image}' style='max-width:100%'>"
         "<h2>Scaling decisions</h2><table><tr><th>t (s)</th><th>direction</th><th>replicas</th><th>reason</th></tr>"
         f"{rows}</table>"
+        + (
+            "<h2>VM steps</h2><table><tr><th>t (s)</th><th>step</th></tr>"
+            + "".join(
+                f"<tr><td>{v['t']:.1f}</td><td>{html.escape(v['step'])}</td></tr>" for v in timeline.vm_steps
+            )
+            + "</table>"
+            if timeline.vm_steps
+            else ""
+        )
     )
 
 

@@ -81,3 +81,35 @@ def test_report_refuses_a_history_without_aggregated_rows(tmp_path: Path) -> Non
     write_history(tmp_path / "run", [[1000, 3, "GET", "/api/work", 10, 0, 30, 90]])
     with pytest.raises(ValueError, match="has no Aggregated rows: was the run made with --csv-full-history"):
         read_locust_history(Path(f"{tmp_path / 'run'}_stats_history.csv"))
+
+
+def test_report_shows_vms_and_their_steps_when_the_stack_has_them(tmp_path: Path) -> None:
+    start = 1_000.0
+    write_history(
+        tmp_path / "run",
+        [[int(start + s), 12, "", "Aggregated", 40, 0, 30, 90] for s in (0, 10, 20, 30)],
+    )
+    events = [
+        {**event(1, start + 1, 2, 4, 2, True, "sessions"), "vms_running": 1, "vm_steps": []},
+        {
+            **event(2, start + 3, 4, 4, 2, False, "sessions"),
+            "vms_running": 1,
+            "vm_steps": ["power_on w1: 2 workers needed for 4 replicas"],
+        },
+        {**event(3, start + 9, 4, 4, 4, False, "sessions"), "vms_running": 2, "vm_steps": []},
+    ]
+    timeline = make_report(tmp_path / "run", events, tmp_path / "out")
+    assert timeline.vms["running"] == [1, 1, 2]
+    assert timeline.vm_steps == [{"t": 3.0, "step": "power_on w1: 2 workers needed for 4 replicas"}]
+    page = (tmp_path / "out" / "timeline.html").read_text()
+    assert "<h2>VM steps</h2>" in page
+    assert "power_on w1: 2 workers needed for 4 replicas" in page
+
+
+def test_report_of_a_stack_without_vms_has_no_vm_panel(tmp_path: Path) -> None:
+    start = 1_000.0
+    write_history(tmp_path / "run", [[int(start + s), 3, "", "Aggregated", 10, 0, 30, 90] for s in (0, 10)])
+    events = [{**event(1, start + 1, 2, 2, 2, False, "ok"), "vms_running": None, "vm_steps": []}]
+    timeline = make_report(tmp_path / "run", events, tmp_path / "out")
+    assert timeline.vms == {}
+    assert "VM steps" not in (tmp_path / "out" / "timeline.html").read_text()
