@@ -21,6 +21,23 @@ from images.build import ROOT
 
 DISK_BYTES = 20 * 2**30
 
+# Software emulation (domain type qemu) gives each guest a 1 GiB translation cache by default: 256 MiB halves
+# the qemu process's memory with no visible slowdown of these workers. Applied to the provider's domain XML.
+TCG_CACHE_XSLT = """<?xml version="1.0"?>
+<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:output omit-xml-declaration="yes" indent="yes"/>
+  <xsl:template match="node()|@*">
+    <xsl:copy><xsl:apply-templates select="node()|@*"/></xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/features">
+    <xsl:copy>
+      <xsl:apply-templates select="node()|@*"/>
+      <tcg><tb-cache unit="MiB">256</tb-cache></tcg>
+    </xsl:copy>
+  </xsl:template>
+</xsl:stylesheet>
+"""
+
 
 @dataclass
 class HypervisorArgs:
@@ -164,6 +181,7 @@ class VmPool(pulumi.ComponentResource):
                 ],
                 consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
                 **boot,
+                xml=libvirt.DomainXmlArgs(xslt=TCG_CACHE_XSLT) if s.domain_type == "qemu" else None,
                 # The autoscaler powers warm-pool VMs on and off: pulumi up must not undo that.
                 opts=pulumi.ResourceOptions.merge(
                     on_host, pulumi.ResourceOptions(ignore_changes=["running"])

@@ -45,9 +45,9 @@ class Virsh:
             raise RuntimeError(f"virsh {' '.join(args)}: {result.stderr.strip() or result.stdout.strip()}")
         return result.stdout.strip()
 
-    def define(self, command: str, xml: ET.Element, *extra: str) -> str:
+    def define(self, command: str, xml: ET.Element | str, *extra: str) -> str:
         with tempfile.NamedTemporaryFile("w", suffix=".xml") as f:
-            f.write(ET.tostring(xml, encoding="unicode"))
+            f.write(xml if isinstance(xml, str) else ET.tostring(xml, encoding="unicode"))
             f.flush()
             return self(command, *extra, f.name)
 
@@ -201,6 +201,9 @@ class LibvirtApplier:
         for nic in p.children("networkInterfaces"):
             nics.append((nic.take("networkId"), bool(nic.take("waitForLease", False))))
             nic.done()
+        xml_args = p.child("xml")
+        xslt = xml_args.take("xslt")
+        xml_args.done()
         consoles = []
         for console in p.children("consoles"):
             consoles.append((console.take("type"), console.take("targetType"), console.take("targetPort")))
@@ -243,7 +246,7 @@ class LibvirtApplier:
                 raise self.unsupported(f"{name}: the harness applies pty consoles only, got {kind!r}")
             console_xml = _sub(devices, "console", type="pty")
             _sub(console_xml, "target", type=target_type or "serial", port=str(target_port or "0"))
-        virsh.define("define", xml)
+        virsh.define("define", _transform(xml, xslt) if xslt else xml)
         self.record("libvirt-domain", name, dom_name, dom_name, virsh.uri)
         leases: list[dict[str, Any]] = [
             {"networkId": network_id, "waitForLease": wait, "addresses": []} for network_id, wait in nics
@@ -265,6 +268,18 @@ class LibvirtApplier:
                 return found
             time.sleep(2)
         raise RuntimeError(f"{domain}: no DHCP lease in {LEASE_TIMEOUT_S} s")
+
+
+def _transform(xml: ET.Element, xslt: str) -> str:
+    """The provider's `xml.xslt`: the stylesheet applied to the generated domain XML (libxslt, as it does)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "domain.xml").write_text(ET.tostring(xml, encoding="unicode"))
+        (Path(tmp) / "transform.xsl").write_text(xslt)
+        result = subprocess.run(
+            ["xsltproc", str(Path(tmp) / "transform.xsl"), str(Path(tmp) / "domain.xml")],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    return result.stdout
 
 
 def remove(kind: str, libvirt_name: str, where: str, uri: str) -> None:

@@ -243,3 +243,18 @@ def test_exports_name_every_endpoint(stack: tuple[str, ProgramRun]) -> None:
         assert run.resolve(run.namespace["vms"].addresses) == {
             f"hslab-worker-{i}": ["10.77.0.10"] for i in range(3)
         }
+
+
+def test_emulated_domains_get_a_smaller_translation_cache_and_kvm_domains_do_not(lab: ProgramRun) -> None:
+    emulated = run_program(stack_config("lab-emulated"), "lab-emulated")
+    for name, domain in emulated.of_type("libvirt:index/domain:Domain").items():
+        assert domain.inputs["type"] == "qemu", name
+        assert '<tb-cache unit="MiB">256</tb-cache>' in domain.inputs["xml"]["xslt"], name
+        assert domain.inputs["kernel"] == "/var/lib/hostscale/vm-image/vmlinuz", name
+        assert domain.inputs["cmdlines"] == [
+            {"root": "LABEL=hostscale-root"},
+            {"_": "rw"},
+            {"console": "ttyS0"},
+        ]
+    for name, domain in lab.of_type("libvirt:index/domain:Domain").items():
+        assert "xml" not in domain.inputs, name
