@@ -214,8 +214,8 @@ INVALID = [
     pytest.param(
         "lab",
         "vms",
-        ["kernel"],
-        "/boot/vmlinuz",
+        ["initrd"],
+        None,
         "hostscale:vms.kernel and hostscale:vms.initrd go together, or neither",
         id="kernel without initrd",
     ),
