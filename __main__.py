@@ -35,7 +35,10 @@ if config.app.image is None:
 app_image: pulumi.Input[str] = config.app.image or images["app"].tag
 app_built = [images["app"].build] if "app" in images else []
 
-hypervisor = Hypervisor("hypervisor", HypervisorArgs(prefix, config.vms)) if config.vms else None
+hypervisor = None
+if config.vms:
+    budget = (config.host.budget_memory_mb, config.host.budget_vcpus)
+    hypervisor = Hypervisor("hypervisor", HypervisorArgs(prefix, config.vms, *budget))
 registry = None
 if config.vms and hypervisor:
     # Workers cannot pull from the internet: the app image goes through the manager's own registry.

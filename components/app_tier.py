@@ -50,6 +50,14 @@ class AppTier(pulumi.ComponentResource):
                     env={"DB_HOST": args.db_service_name, "PORT": str(settings.port)},
                     secrets=[password_file(args.db_secret)],
                     stop_grace_period=f"{settings.stop_grace_s}s",
+                    # The image's own probe, stated in the spec so the policy pack (and a reader) sees it.
+                    healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
+                        tests=["CMD", "bash", "-c", _probe(settings.port)],
+                        interval="1s",
+                        timeout="5s",
+                        retries=5,
+                        start_period="30s",
+                    ),
                 ),
                 networks_advanceds=[
                     docker.ServiceTaskSpecNetworksAdvancedArgs(id=args.web_network.id),
@@ -82,3 +90,11 @@ class AppTier(pulumi.ComponentResource):
             ),
         )
         self.register_outputs({"service_name": self.service_name})
+
+
+def _probe(port: int) -> str:
+    # bash's /dev/tcp: no interpreter start per probe (a Python probe timed out on CPU-saturated replicas).
+    return (
+        f"exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3"
+        " && head -n1 <&3 | grep -q ' 200 '"
+    )

@@ -43,6 +43,10 @@ TCG_CACHE_XSLT = """<?xml version="1.0"?>
 class HypervisorArgs:
     name_prefix: str
     settings: VmPoolConfig
+    budget_memory_mb: (
+        int  # what the VMs on this host may take in all (checked at preview and by the policy pack)
+    )
+    budget_vcpus: int
 
 
 class Hypervisor(pulumi.ComponentResource):
@@ -52,8 +56,14 @@ class Hypervisor(pulumi.ComponentResource):
     base_volume: libvirt.Volume
 
     def __init__(self, name: str, args: HypervisorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("hostscale:index:Hypervisor", name, None, opts)
         s = args.settings
+        # The host and its budget are the component's inputs: the policy pack checks the VMs against them.
+        budget = {
+            "libvirtUri": s.libvirt_uri,
+            "budgetMemoryMb": args.budget_memory_mb,
+            "budgetVcpus": args.budget_vcpus,
+        }
+        super().__init__("hostscale:index:Hypervisor", name, budget, opts)
         self.provider = libvirt.Provider(
             f"{name}-provider", uri=s.libvirt_uri, opts=pulumi.ResourceOptions(parent=self)
         )

@@ -45,6 +45,7 @@ class Declared:
     ignore_changes: list[str] = field(default_factory=list)
     parent: str = ""
     secret_inputs: set[str] = field(default_factory=set)  # top-level inputs that arrived as secrets
+    provider: str = ""  # the provider reference ("urn::id") of a resource with an explicit provider
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -53,13 +54,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         if args.typ.startswith("hostscale:index:"):  # the program's own components: nothing to mock
-            self.resources.setdefault(args.name, Declared(args.typ, {}))
+            self.resources.setdefault(args.name, Declared(args.typ, {})).inputs = dict(args.inputs)
             return f"{args.name}-id", {}
         if args.typ not in KNOWN_TYPES:
             raise NotImplementedError(f"the mocks do not know resource type {args.typ} ({args.name})")
         declared = self.resources.setdefault(args.name, Declared(args.typ, {}))
         if declared.type != args.typ:
             raise ValueError(f"two resources are named {args.name}: {declared.type} and {args.typ}")
+        declared.provider = args.provider or ""
         declared.secret_inputs = {
             k for k, v in args.inputs.items() if isinstance(v, dict) and SECRET_SIG in v
         }
