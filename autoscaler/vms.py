@@ -29,7 +29,7 @@ class Virsh:
     def __init__(self, uri: str) -> None:
         self.uri = uri
 
-    def __call__(self, *args: str, timeout: float = 300) -> str:
+    def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> str:
         result = subprocess.run(
             ["virsh", "-q", "-c", self.uri, *args],
             capture_output=True,
@@ -37,7 +37,7 @@ class Virsh:
             check=False,
             timeout=timeout,
         )
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             raise RuntimeError(f"virsh {' '.join(args)}: {result.stderr.strip() or result.stdout.strip()}")
         return result.stdout.strip()
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from xml.etree import ElementTree as ET
 
+import autoscaler.vms
+
 LEASE_TIMEOUT_S = 300  # a guest under software emulation takes a minute or two to ask for its address
 
 
@@ -33,17 +35,8 @@ class PropsLike(Protocol):
     def done(self) -> None: ...
 
 
-class Virsh:
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-
-    def __call__(self, *args: str, check: bool = True) -> str:
-        result = subprocess.run(
-            ["virsh", "-q", "-c", self.uri, *args], capture_output=True, text=True, check=False, timeout=600
-        )
-        if check and result.returncode != 0:
-            raise RuntimeError(f"virsh {' '.join(args)}: {result.stderr.strip() or result.stdout.strip()}")
-        return result.stdout.strip()
+class Virsh(autoscaler.vms.Virsh):
+    """The autoscaler's virsh runner, plus defining objects from generated XML."""
 
     def define(self, command: str, xml: ET.Element | str, *extra: str) -> str:
         with tempfile.NamedTemporaryFile("w", suffix=".xml") as f:

@@ -16,6 +16,7 @@ import docker
 import httpx
 import pytest
 
+from autoscaler.vms import Virsh
 from harness import dev_stack
 from harness.program import ROOT
 from tests.support.containers import wait_for
@@ -30,9 +31,7 @@ RUNNING_VM, WARM_VM = f"{PREFIX}-worker-0", f"{PREFIX}-worker-1"
 
 
 def virsh(*args: str) -> str:
-    return subprocess.run(
-        ["virsh", "-q", "-c", URI, *args], capture_output=True, text=True, check=False, timeout=60
-    ).stdout.strip()
+    return Virsh(URI)(*args, timeout=60, check=False)
 
 
 def libvirt_leftovers() -> dict[str, list[str]]:
