@@ -11,7 +11,7 @@ for more, powers on the warm VM, Swarm places the pending tasks there. Recorded 
   decision -> vm running:  `virsh start` done (restore or boot),
   decision -> node ready:  the VM's Swarm node heartbeats again,
   decision -> serving:     first response from a replica on that VM.
-Then the load stops and the run waits until the VM is parked again.
+Then the load stops; the next run starts once the VM is parked again and every replica serves.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import argparse
 import json
 import statistics
 import time
+from collections import Counter
 from typing import Any
 
 import docker
@@ -62,8 +63,15 @@ def power_on_decision(since_seq: int, vm: str) -> float | None:
     return None
 
 
+def _all_ready() -> bool:
+    status = httpx.get(f"{STATUS}/status", timeout=5).json()
+    return bool(status["ready"] == status["current"] == status["desired"])
+
+
 def one_run(client: docker.DockerClient, service: str, vm: str) -> dict[str, float]:
     wait_for(f"{vm} parked", lambda: virsh_state(vm) == "shut off", 600, 2)
+    # A drain moves the parked VM's last replicas to the other worker: start only once every one serves again.
+    wait_for("every replica serving", lambda: _all_ready(), 600, 2)
     last_seq = httpx.get(f"{STATUS}/events", timeout=5).json()["events"][-1]["seq"]
     marks: dict[str, float] = {}
     with Load(URL, workers=12, max_seconds=600, work_ms=100) as load:
@@ -81,6 +89,9 @@ def one_run(client: docker.DockerClient, service: str, vm: str) -> dict[str, flo
                     marks["serving"] = now
             time.sleep(0.25)
         failures = len(load.failures)
+        if failures:  # what failed, most frequent first, so a run with failures explains itself
+            kinds = Counter(message[:80] for message in load.failures)
+            print(f"failures: {kinds.most_common(3)}", flush=True)
     if "serving" not in marks:
         raise RuntimeError(f"no replica on {vm} served within 600 s: {marks}")
     return {
@@ -103,6 +114,7 @@ def main() -> None:
     vms = config["hostscale:vms"]
     vm = f"{prefix}-worker-{vms['running']}"  # the first warm VM
     client = docker.from_env()
+    was_swarm = client.info()["Swarm"]["LocalNodeState"] == "active"
     started = time.monotonic()
     outputs = dev_stack.up(args.stack, config)
     print(f"stack up in {time.monotonic() - started:.0f} s", flush=True)
@@ -124,6 +136,8 @@ def main() -> None:
         )
     finally:
         dev_stack.down(args.stack)
+        if not was_swarm:  # the lab's Swarm advertises on a network that is gone now
+            client.swarm.leave(force=True)
 
 
 if __name__ == "__main__":
