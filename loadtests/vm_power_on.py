@@ -4,9 +4,10 @@ pool parked the chosen way, runs the cycle several times, tears the stack down.
 
     uv run python -m loadtests.vm_power_on --warm-pool suspended --runs 3
     uv run python -m loadtests.vm_power_on --warm-pool stopped --runs 3
-    uv run python -m loadtests.vm_power_on --stack lab --warm-pool suspended   # on a KVM host
+    uv run python -m loadtests.vm_power_on --stack lab --warm-pool suspended --clients 80   # on a KVM host
 
-Each run: 12 clients of /api/work?ms=100 against one running worker (it holds 2 replicas); the autoscaler asks
+Each run: 12 clients (--clients) of /api/work?ms=100 against the running workers (lab-emulated: one, holding 2
+replicas; the lab stack's two hold 8, so it needs --clients 80 at 8 sessions per replica); the autoscaler asks
 for more, powers on the warm VM, Swarm places the pending tasks there. Recorded per run:
   decision -> vm running:  `virsh start` done (restore or boot),
   decision -> node ready:  the VM's Swarm node heartbeats again,
@@ -68,13 +69,13 @@ def _all_ready() -> bool:
     return bool(status["ready"] == status["current"] == status["desired"])
 
 
-def one_run(client: docker.DockerClient, service: str, vm: str) -> dict[str, float]:
+def one_run(client: docker.DockerClient, service: str, vm: str, clients: int) -> dict[str, float]:
     wait_for(f"{vm} parked", lambda: virsh_state(vm) == "shut off", 600, 2)
     # A drain moves the parked VM's last replicas to the other worker: start only once every one serves again.
     wait_for("every replica serving", lambda: _all_ready(), 600, 2)
     last_seq = httpx.get(f"{STATUS}/events", timeout=5).json()["events"][-1]["seq"]
     marks: dict[str, float] = {}
-    with Load(URL, workers=12, max_seconds=600, work_ms=100) as load:
+    with Load(URL, workers=clients, max_seconds=600, work_ms=100) as load:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and "serving" not in marks:
             now = time.time()
@@ -107,6 +108,9 @@ def main() -> None:
     parser.add_argument("--stack", default="lab-emulated")
     parser.add_argument("--warm-pool", choices=["suspended", "stopped"], default="suspended")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--clients", type=int, default=12, help="enough sessions to need one more worker than are running"
+    )
     args = parser.parse_args()
     config: dict[str, Any] = stack_config(args.stack)
     config["hostscale:vms"] = {**config["hostscale:vms"], "warm_pool": args.warm_pool}
@@ -122,7 +126,7 @@ def main() -> None:
         wait_for("the app serving", lambda: httpx.get(f"{URL}/readyz", timeout=5).status_code == 200, 600, 2)
         runs = []
         for index in range(args.runs):
-            result = one_run(client, outputs["app_service"], vm)
+            result = one_run(client, outputs["app_service"], vm, args.clients)
             print(f"run {index + 1}: {json.dumps({k: round(v, 1) for k, v in result.items()})}", flush=True)
             runs.append(result)
         summary = {
