@@ -23,6 +23,7 @@ log = logging.getLogger("hostscale.autoscaler")
 
 ParkMode = Literal["suspended", "stopped"]
 SHUTDOWN_TIMEOUT_S = 120
+FINISHED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 
 
 class Virsh:
@@ -58,10 +59,11 @@ class SwarmNodes:
         return nodes[-1] if nodes else None
 
     def tasks_on(self, node: Any) -> int:
-        tasks = self.client.api.tasks(filters={"node": node.id, "desired-state": "running"})
-        return sum(
-            1 for t in tasks if t["Status"]["State"] not in ("complete", "failed", "shutdown", "rejected")
-        )
+        """Tasks whose container may still run there, whatever Swarm wants of them: a drained task keeps
+        answering its in-flight requests until it has stopped, so it counts until then (freezing the VM earlier
+        would leave those requests hanging)."""
+        tasks = self.client.api.tasks(filters={"node": node.id})
+        return sum(1 for t in tasks if t["Status"]["State"] not in FINISHED)
 
     def set_availability(self, hostname: str, availability: str) -> None:
         node = self.find(hostname)
@@ -72,7 +74,10 @@ class SwarmNodes:
 
 
 class LibvirtFleet:
-    def __init__(self, client: Any, uri: str, names: tuple[str, ...], park_mode: ParkMode) -> None:
+    def __init__(
+        self, client: Any, uri: str, names: tuple[str, ...], park_mode: ParkMode, settle_s: float = 5.0
+    ) -> None:
+        self.settle_s = settle_s
         self.virsh = Virsh(uri)
         self.nodes = SwarmNodes(client)
         self.names = names
@@ -141,6 +146,11 @@ class LibvirtFleet:
             raise RuntimeError(f"{name} is not drained: refusing to power it off")
         if node is not None and (count := self.nodes.tasks_on(node)):
             raise RuntimeError(f"{name} still has {count} tasks: refusing to power it off")
+        # The load balancer drops a stopped replica at its next DNS resolution and health check: let it, while
+        # the VM still answers (a frozen VM would turn those last connections into timeouts).
+        time.sleep(self.settle_s)
+        if node is not None and (count := self.nodes.tasks_on(node)):
+            raise RuntimeError(f"{name} got {count} tasks again: refusing to power it off")
         if self.park_mode == "suspended":
             self.virsh("managedsave", name)
             return

@@ -33,8 +33,9 @@ class FakeClient:
         return [self.node]
 
     def tasks(self, filters: dict[str, str]) -> builtins.list[dict[str, Any]]:
-        assert filters == {"node": self.node.id, "desired-state": "running"}
-        return [{"Status": {"State": "running"}}] * self.running_tasks
+        assert filters == {"node": self.node.id}
+        # A finished task does not count; one still running (even one Swarm has asked to stop) does.
+        return [{"Status": {"State": "shutdown"}}] + [{"Status": {"State": "running"}}] * self.running_tasks
 
 
 def node(availability: str) -> FakeNode:
@@ -51,7 +52,7 @@ def node(availability: str) -> FakeNode:
 
 def fleet(client: FakeClient) -> LibvirtFleet:
     # A URI no virsh call could reach: the guards must refuse before any.
-    return LibvirtFleet(client, "test:///refuse", ("w1",), "suspended")
+    return LibvirtFleet(client, "test:///refuse", ("w1",), "suspended", settle_s=0)
 
 
 def test_an_active_node_is_never_powered_off() -> None:

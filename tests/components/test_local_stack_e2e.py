@@ -18,11 +18,17 @@ PREFIX = "hostscale"
 
 
 def _leftovers(client: docker.DockerClient) -> dict[str, list[str]]:
+    # Outside a Swarm (the lab tests leave theirs) there can be no service or secret.
+    swarm = client.info()["Swarm"]["LocalNodeState"] == "active"
     return {
         "containers": [c.name for c in client.containers.list(all=True) if c.name.startswith(PREFIX + "-")],
-        "services": [s.name for s in client.services.list() if s.name.startswith(PREFIX + "-")],
+        "services": [s.name for s in client.services.list() if s.name.startswith(PREFIX + "-")]
+        if swarm
+        else [],
         "networks": [n.name for n in client.networks.list() if n.name.startswith(PREFIX + "-")],
-        "secrets": [s.name for s in client.secrets.list() if s.name.startswith(PREFIX + "-")],
+        "secrets": [s.name for s in client.secrets.list() if s.name.startswith(PREFIX + "-")]
+        if swarm
+        else [],
         "volumes": [v.name for v in client.volumes.list() if v.name.startswith(PREFIX + "-")],
     }
 
