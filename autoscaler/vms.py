@@ -46,6 +46,12 @@ class Virsh:
         return self("domstate", domain)  # "running", "shut off", "paused", ...
 
 
+def node_hostname(attrs: dict[str, Any]) -> str | None:
+    """A node that has just joined has not reported its description yet."""
+    hostname = attrs.get("Description", {}).get("Hostname")
+    return str(hostname) if hostname else None
+
+
 class SwarmNodes:
     """Worker nodes by hostname (the VM's domain name)."""
 
@@ -53,7 +59,7 @@ class SwarmNodes:
         self.client = client
 
     def find(self, hostname: str) -> Any | None:
-        nodes = [n for n in self.client.nodes.list() if n.attrs["Description"]["Hostname"] == hostname]
+        nodes = [n for n in self.client.nodes.list() if node_hostname(n.attrs) == hostname]
         # A re-joined VM leaves its old node behind as down: the ready one, else the newest, is the VM.
         nodes.sort(key=lambda n: (n.attrs["Status"]["State"] == "ready", n.attrs["CreatedAt"]))
         return nodes[-1] if nodes else None

@@ -27,7 +27,7 @@ from typing import Any
 import docker
 import httpx
 
-from autoscaler.vms import Virsh
+from autoscaler.vms import Virsh, node_hostname
 from harness import dev_stack
 from harness.program import stack_config
 from tests.support.containers import wait_for
@@ -45,14 +45,13 @@ def node_of(client: docker.DockerClient, service: str, served_by: str) -> str | 
     for task in client.services.get(service).tasks():
         container = task["Status"].get("ContainerStatus", {}).get("ContainerID", "")
         if container.startswith(served_by):
-            return str(client.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"])
+            return node_hostname(client.nodes.get(task["NodeID"]).attrs)
     return None
 
 
 def node_ready(client: docker.DockerClient, vm: str) -> bool:
     return any(
-        n.attrs["Description"]["Hostname"] == vm and n.attrs["Status"]["State"] == "ready"
-        for n in client.nodes.list()
+        node_hostname(n.attrs) == vm and n.attrs["Status"]["State"] == "ready" for n in client.nodes.list()
     )
 
 

@@ -63,3 +63,13 @@ def test_an_active_node_is_never_powered_off() -> None:
 def test_a_drained_node_with_a_task_is_never_powered_off() -> None:
     with pytest.raises(RuntimeError, match="w1 still has 1 tasks: refusing to power it off"):
         fleet(FakeClient(node("drain"), running_tasks=1)).park("w1")
+
+
+def test_a_node_that_has_not_described_itself_yet_is_not_the_vm() -> None:
+    joining = FakeNode(
+        "n0", {"Status": {"State": "unknown"}, "Spec": {}, "CreatedAt": "2026-11-25T00:00:01Z"}
+    )
+    client = FakeClient(node("drain"), running_tasks=0)
+    client.list = lambda: [joining, client.node]  # type: ignore[method-assign]
+    found = fleet(client).nodes.find("w1")
+    assert found is client.node

@@ -16,7 +16,7 @@ import docker
 import httpx
 import pytest
 
-from autoscaler.vms import Virsh
+from autoscaler.vms import Virsh, node_hostname
 from harness import dev_stack
 from harness.program import ROOT
 from tests.support.containers import wait_for
@@ -48,7 +48,7 @@ def node_of_replica(client: docker.DockerClient, served_by: str) -> str:
     for task in service.tasks():
         container = task["Status"].get("ContainerStatus", {}).get("ContainerID", "")
         if container and container.startswith(served_by):
-            return str(client.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"])
+            return str(node_hostname(client.nodes.get(task["NodeID"]).attrs))
     raise AssertionError(f"no task of {PREFIX}-app has container {served_by}")
 
 
@@ -59,19 +59,19 @@ def lab(docker_client: docker.DockerClient, images: dict[str, str]) -> Iterator[
     # The local stack's Swarm advertises on loopback; the lab's manager advertises on the VM network.
     if docker_client.info()["Swarm"]["LocalNodeState"] == "active":
         docker_client.swarm.leave(force=True)
-    outputs = dev_stack.up(STACK)
     try:
-        yield outputs
-    finally:
+        yield dev_stack.up(STACK)
+    finally:  # also after a failed up (which removes what it made): the tests after these need no lab Swarm
         dev_stack.down(STACK)
-        docker_client.swarm.leave(force=True)
+        if docker_client.info()["Swarm"]["LocalNodeState"] == "active":
+            docker_client.swarm.leave(force=True)
 
 
 def test_the_running_worker_joined_and_the_warm_vm_is_parked(
     lab: dict[str, Any], docker_client: docker.DockerClient
 ) -> None:
     assert lab["vm_names"] == [RUNNING_VM, WARM_VM]
-    nodes = {n.attrs["Description"]["Hostname"]: n.attrs for n in docker_client.nodes.list()}
+    nodes = {node_hostname(n.attrs): n.attrs for n in docker_client.nodes.list()}
     worker = nodes[RUNNING_VM]
     assert (worker["Spec"]["Role"], worker["Status"]["State"], worker["Spec"]["Availability"]) == (
         "worker", "ready", "active",
@@ -143,7 +143,7 @@ def _ready() -> bool:
 
 
 def _node_id(client: docker.DockerClient, hostname: str) -> str:
-    return str(next(n.id for n in client.nodes.list() if n.attrs["Description"]["Hostname"] == hostname))
+    return str(next(n.id for n in client.nodes.list() if node_hostname(n.attrs) == hostname))
 
 
 def test_down_leaves_no_domain_volume_network_or_pool(lab: dict[str, Any]) -> None:
