@@ -167,7 +167,3 @@ class LibvirtFleet:
                 return
             time.sleep(1)
         self.virsh("destroy", name)  # the guest ignored ACPI: its node is drained and empty, so this is safe
-
-    def wait(self, timeout: float = 600) -> None:
-        for future in list(self._in_flight.values()):
-            future.result(timeout=timeout)

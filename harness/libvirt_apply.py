@@ -292,13 +292,3 @@ def remove(kind: str, libvirt_name: str, where: str, uri: str) -> None:
         virsh("pool-undefine", libvirt_name, check=False)
     else:
         raise ValueError(f"not a libvirt kind: {kind}")
-
-
-def exists(kind: str, libvirt_name: str, where: str, uri: str) -> bool:
-    command = {
-        "libvirt-domain": ["dominfo", libvirt_name],
-        "libvirt-volume": ["vol-info", "--pool", where, libvirt_name],
-        "libvirt-network": ["net-info", libvirt_name],
-        "libvirt-pool": ["pool-info", libvirt_name],
-    }[kind]
-    return subprocess.run(["virsh", "-c", uri, *command], capture_output=True, check=False).returncode == 0

@@ -21,7 +21,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from harness.program import stack_config
+from harness.program import ROOT, stack_config
 from policies.guardrails import POLICIES
 from tests.support.pulumi_program import Declared, run_program
 
@@ -171,8 +171,6 @@ def test_haproxy_metrics_on_all_interfaces_is_reported(lab: list[PolicyResource]
 
 
 def test_the_policy_packs_pins_match_the_lock_file() -> None:
-    from harness.program import ROOT
-
     pinned = dict(
         line.split("==")
         for line in (ROOT / "policies" / "requirements.txt").read_text().splitlines()
