@@ -7,9 +7,9 @@ Deploys, from the typed stack config (components/config.py):
 - the app as a replicated dnsrr service (the autoscaler owns its replica count);
 - HAProxy on the host, published on loopback by default;
 - the autoscaler, with its policy file rendered from the same validated config;
-- in the lab stack: libvirt storage pool, NAT network, base image, the manager's image registry (the workers
-  pull the app image from it), and worker VMs that join the Swarm; the warm-pool VMs are parked after their
-  first boot and the autoscaler powers them on and off.
+- in the lab stacks: per hypervisor host a libvirt storage pool, VM network and base image; the manager's image
+  registry (the workers pull the app image from it); and worker VMs, spread over the hosts, that join the
+  Swarm; the warm-pool VMs are parked after their first boot and the autoscaler powers them on and off.
 """
 
 import pulumi
@@ -35,10 +35,18 @@ if config.app.image is None:
 app_image: pulumi.Input[str] = config.app.image or images["app"].tag
 app_built = [images["app"].build] if "app" in images else []
 
-hypervisor = None
+hypervisors: list[Hypervisor] = []
 if config.vms:
-    budget = (config.host.budget_memory_mb, config.host.budget_vcpus)
-    hypervisor = Hypervisor("hypervisor", HypervisorArgs(prefix, config.vms, *budget))
+    # One host keeps the plain names (hypervisor-pool, ...); several are told apart by their config names.
+    several = len(config.vms.hosts) > 1
+    hypervisors = [
+        Hypervisor(
+            f"hypervisor-{host.name}" if several else "hypervisor", HypervisorArgs(prefix, host, config.vms)
+        )
+        for host in config.vms.hosts
+    ]
+# The Swarm manager's own hypervisor: its VM network's gateway is where every worker joins and pulls.
+hypervisor = hypervisors[0] if hypervisors else None
 registry = None
 if config.vms and hypervisor:
     # Workers cannot pull from the internet: the app image goes through the manager's own registry.
@@ -100,7 +108,7 @@ if config.vms and hypervisor and registry:
         VmPoolArgs(
             prefix,
             config.vms,
-            hypervisor,
+            hypervisors,
             swarm.join_token,
             registry.pull_address,
             app_image,

@@ -62,6 +62,17 @@ def read_policy(path: Path) -> Policy:
     return load_policy(raw)
 
 
+def vm_uris(vms: str, default_uri: str) -> dict[str, str]:
+    """`a,b=qemu+ssh://u@h/system` -> {"a": default_uri, "b": "qemu+ssh://u@h/system"}, in order."""
+    uris: dict[str, str] = {}
+    for entry in vms.split(","):
+        name, _, uri = entry.partition("=")
+        if not name or name in uris:
+            raise SystemExit(f"autoscaler: --vms: empty or repeated VM name in {vms!r}")
+        uris[name] = uri or default_uri
+    return uris
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autoscaler", description="hostscale's scaling controller")
     parser.add_argument("--policy", type=Path, required=True, help="the policy file (JSON)")
@@ -70,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="app", help="the HAProxy backend serving the service")
     parser.add_argument("--listen", default="127.0.0.1:9100", help="status API address (default: loopback)")
     vms = parser.add_argument_group("warm-pool VMs (stacks with libvirt workers)")
-    vms.add_argument("--libvirt-uri", help="the hypervisor, e.g. qemu:///system")
-    vms.add_argument("--vms", help="worker VM names, comma-separated, in the order they are powered on")
+    vms.add_argument("--libvirt-uri", default="qemu:///system", help="the hypervisor of VMs named alone")
+    vms.add_argument(
+        "--vms",
+        help="worker VMs, comma-separated, in the order they are powered on: NAME, or NAME=URI for a VM on "
+        "another hypervisor (qemu+ssh://USER@HOST/system)",
+    )
     vms.add_argument("--replicas-per-vm", type=int, default=4, help="app tasks one worker holds")
     vms.add_argument("--vm-scale-in-after", type=float, default=120, help="seconds of surplus before parking")
     vms.add_argument("--park", choices=["suspended", "stopped"], default="suspended")
@@ -87,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     client = docker.from_env()
     fleet = None
     if args.vms:
-        names = tuple(args.vms.split(","))
-        fleet_policy = FleetPolicy(names, args.replicas_per_vm, args.vm_scale_in_after)
-        fleet = (LibvirtFleet(client, args.libvirt_uri, names, args.park), fleet_policy)
+        uris = vm_uris(args.vms, args.libvirt_uri)
+        fleet_policy = FleetPolicy(tuple(uris), args.replicas_per_vm, args.vm_scale_in_after)
+        fleet = (LibvirtFleet(client, uris, args.park), fleet_policy)
     controller = Controller(policy, source, SwarmService(client, args.service), fleet=fleet)
     log.info("scaling service %s from %s (dry run: %s)", args.service, args.haproxy_metrics, policy.dry_run)
     uvicorn.run(build_app(controller), host=host, port=int(port), log_level="warning")

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--park", choices=["suspended", "stopped"])
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args(argv)
-    fleet = LibvirtFleet(docker.from_env(), args.uri, (args.vm,), args.park or "suspended")
+    fleet = LibvirtFleet(docker.from_env(), {args.vm: args.uri}, args.park or "suspended")
     started = time.monotonic()
     try:
         wait_until_ready(fleet, args.vm, args.timeout)

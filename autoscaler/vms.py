@@ -13,7 +13,7 @@ import logging
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -80,13 +80,16 @@ class SwarmNodes:
 
 
 class LibvirtFleet:
+    """`uris` maps each VM, in power-on order, to its hypervisor's libvirt URI."""
+
     def __init__(
-        self, client: Any, uri: str, names: tuple[str, ...], park_mode: ParkMode, settle_s: float = 5.0
+        self, client: Any, uris: Mapping[str, str], park_mode: ParkMode, settle_s: float = 5.0
     ) -> None:
         self.settle_s = settle_s
-        self.virsh = Virsh(uri)
+        connections = {uri: Virsh(uri) for uri in uris.values()}
+        self._virsh = {name: connections[uri] for name, uri in uris.items()}
         self.nodes = SwarmNodes(client)
-        self.names = names
+        self.names = tuple(uris)
         self.park_mode = park_mode
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vm")
         self._in_flight: dict[str, Future[None]] = {}
@@ -96,7 +99,7 @@ class LibvirtFleet:
     def observe(self) -> list[VmState]:
         states = []
         for name in self.names:
-            powered = self.virsh.state(name) == "running"
+            powered = self._virsh[name].state(name) == "running"
             node = self.nodes.find(name)
             ready = node is not None and node.attrs["Status"]["State"] == "ready"
             active = node is not None and node.attrs["Spec"]["Availability"] == "active"
@@ -144,7 +147,7 @@ class LibvirtFleet:
 
     def power_on(self, name: str) -> None:
         # On a domain with a managed-save image, start is a restore.
-        self.virsh("start", name)
+        self._virsh[name]("start", name)
 
     def park(self, name: str) -> None:
         node = self.nodes.find(name)
@@ -157,13 +160,14 @@ class LibvirtFleet:
         time.sleep(self.settle_s)
         if node is not None and (count := self.nodes.tasks_on(node)):
             raise RuntimeError(f"{name} got {count} tasks again: refusing to power it off")
+        virsh = self._virsh[name]
         if self.park_mode == "suspended":
-            self.virsh("managedsave", name)
+            virsh("managedsave", name)
             return
-        self.virsh("shutdown", name)
+        virsh("shutdown", name)
         deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.virsh.state(name) == "shut off":
+            if virsh.state(name) == "shut off":
                 return
             time.sleep(1)
-        self.virsh("destroy", name)  # the guest ignored ACPI: its node is drained and empty, so this is safe
+        virsh("destroy", name)  # the guest ignored ACPI: its node is drained and empty, so this is safe

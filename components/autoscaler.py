@@ -1,5 +1,10 @@
 """The autoscaler on the host: its image, its policy file rendered from the validated stack config, the
-Docker socket, and its status API on the address the operator chose (loopback by default)."""
+Docker socket, and its status API on the address the operator chose (loopback by default).
+
+In the lab stacks it also powers the warm-pool VMs on and off: through the local libvirt socket, and over SSH
+for VMs on other hosts, with its own key (a file the operator keeps on the host, mounted read-only) and the
+hosts' keys from the stack config as its only known hosts.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,20 @@ from components.config import AutoscalerConfig, VmPoolConfig
 DOCKER_SOCKET = "/var/run/docker.sock"
 LIBVIRT_SOCKET = "/var/run/libvirt/libvirt-sock"
 POLICY_PATH = "/etc/hostscale/policy.json"
+SSH_KEY_PATH = "/run/hostscale/libvirt-ssh-key"
+KNOWN_HOSTS_PATH = "/etc/hostscale/known_hosts"
+# Debian's ssh_config includes ssh_config.d/*.conf: virsh's qemu+ssh transport runs plain ssh, which reads it.
+SSH_CONFIG_PATH = "/etc/ssh/ssh_config.d/hostscale.conf"
+SSH_CONFIG = f"""# hostscale: the autoscaler reaches remote hypervisors with its own key, and trusts only their listed keys.
+Host *
+    IdentityFile {SSH_KEY_PATH}
+    IdentitiesOnly yes
+    UserKnownHostsFile {KNOWN_HOSTS_PATH}
+    GlobalKnownHostsFile /dev/null
+    StrictHostKeyChecking yes
+    BatchMode yes
+    ConnectTimeout 10
+"""
 
 
 def render_policy_file(raw_policy: dict[str, Any]) -> str:
@@ -29,11 +48,21 @@ def socket_group(path: str) -> str:
 
 
 def warm_pool_arguments(vms: VmPoolConfig, names: list[str]) -> list[str]:
+    """VMs on the manager's own hypervisor by name; a VM on another host as NAME=URI."""
+    default = vms.hosts[0].libvirt_uri
+    entries = [
+        name if (uri := vms.host_of(index).libvirt_uri) == default else f"{name}={uri}"
+        for index, name in enumerate(names)
+    ]
     return [
-        *("--libvirt-uri", vms.libvirt_uri, "--vms", ",".join(names)),
+        *("--libvirt-uri", default, "--vms", ",".join(entries)),
         *("--replicas-per-vm", str(vms.replicas_per_vm), "--park", vms.warm_pool),
         *("--vm-scale-in-after", str(vms.scale_in_after_seconds)),
     ]
+
+
+def known_hosts(vms: VmPoolConfig) -> str:
+    return "".join(f"{host.known_hosts_line()}\n" for host in vms.hosts if host.over_ssh)
 
 
 @dataclass
@@ -44,7 +73,7 @@ class AutoscalerArgs:
     app_service_name: str
     haproxy_metrics_url: str
     depends_on: list[pulumi.Resource]
-    # The lab stack: the worker VMs it powers on and off (the warm pool), on the local hypervisor's socket.
+    # The lab stacks: the worker VMs it powers on and off (the warm pool), wherever they run.
     vms: VmPoolConfig | None = None
     vm_names: list[str] = field(default_factory=list)
 
@@ -59,12 +88,24 @@ class Autoscaler(pulumi.ComponentResource):
         mounts = [docker.ContainerMountArgs(target=DOCKER_SOCKET, source=DOCKER_SOCKET, type="bind")]
         groups = [socket_group(DOCKER_SOCKET)]
         extra: list[str] = []
+        uploads = [docker.ContainerUploadArgs(file=POLICY_PATH, content=render_policy_file(s.raw_policy))]
         if args.vms is not None:
             extra = warm_pool_arguments(args.vms, args.vm_names)
-            mounts.append(
-                docker.ContainerMountArgs(target=LIBVIRT_SOCKET, source=LIBVIRT_SOCKET, type="bind")
-            )
-            groups.append(socket_group(LIBVIRT_SOCKET))
+            if any(not host.over_ssh for host in args.vms.hosts):
+                mounts.append(
+                    docker.ContainerMountArgs(target=LIBVIRT_SOCKET, source=LIBVIRT_SOCKET, type="bind")
+                )
+                groups.append(socket_group(LIBVIRT_SOCKET))
+            if args.vms.ssh_identity_file and any(host.over_ssh for host in args.vms.hosts):
+                mounts.append(
+                    docker.ContainerMountArgs(
+                        target=SSH_KEY_PATH, source=args.vms.ssh_identity_file, type="bind", read_only=True
+                    )
+                )
+                uploads += [
+                    docker.ContainerUploadArgs(file=SSH_CONFIG_PATH, content=SSH_CONFIG),
+                    docker.ContainerUploadArgs(file=KNOWN_HOSTS_PATH, content=known_hosts(args.vms)),
+                ]
         self.container = docker.Container(
             f"{name}-container",
             name=f"{args.name_prefix}-autoscaler",
@@ -85,7 +126,7 @@ class Autoscaler(pulumi.ComponentResource):
             ],
             mounts=mounts,
             group_adds=sorted(set(groups)),
-            uploads=[docker.ContainerUploadArgs(file=POLICY_PATH, content=render_policy_file(s.raw_policy))],
+            uploads=uploads,
             restart="unless-stopped",
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )

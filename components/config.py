@@ -7,12 +7,17 @@ scaling policy is validated by the autoscaler's own loader, so what previews is 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from autoscaler.policy import Policy, PolicyError, Reader, load_policy
+from components.spread import capacity, spread
 
 ConfigError = PolicyError
 NAMESPACE = "hostscale"
@@ -24,8 +29,6 @@ class HostConfig:
 
     name_prefix: str  # every Docker object's name starts with it
     advertise_addr: str  # the address Swarm workers reach the manager on
-    budget_memory_mb: int  # what the operator lets VMs take from this host
-    budget_vcpus: int
 
 
 @dataclass(frozen=True)
@@ -62,14 +65,58 @@ class AutoscalerConfig:
     listen_port: int
 
 
+LOCAL_LIBVIRT = "qemu:///system"
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+)
+
+
+@dataclass(frozen=True)
+class HypervisorHostConfig:
+    """One hypervisor host: some of the worker VMs, on its own VM network, within its own budget."""
+
+    name: str  # in its resources' names and in its workers' engine label dev.hostscale.hypervisor
+    key: str  # where it is configured (hostscale:vms or hostscale:vms.hosts[N]): errors name it
+    budget_key: str  # where its budget is configured (hostscale:host for the flat form)
+    libvirt_uri: str
+    network_cidr: str
+    # nat: the VMs reach out through the host only (one host); route: their subnet is routed, so workers on
+    # other hosts reach them (more than one host: the operator routes each subnet to its host).
+    network_mode: Literal["nat", "route"]
+    budget_memory_mb: int  # what the operator lets VMs take from this host
+    budget_vcpus: int
+    ssh_host_key: str | None  # qemu+ssh hosts: the autoscaler trusts this host key and no other
+
+    @property
+    def gateway(self) -> str:
+        """libvirt gives the host the network's first address."""
+        return str(ipaddress.IPv4Network(self.network_cidr).network_address + 1)
+
+    @property
+    def over_ssh(self) -> bool:
+        return self.libvirt_uri != LOCAL_LIBVIRT
+
+    def known_hosts_line(self) -> str:
+        """The host's entry in an OpenSSH known_hosts file (a non-default port goes in brackets)."""
+        url = urlsplit(self.libvirt_uri)
+        host = url.hostname if url.port in (None, 22) else f"[{url.hostname}]:{url.port}"
+        return f"{host} {self.ssh_host_key}"
+
+
 @dataclass(frozen=True)
 class VmPoolConfig:
-    """libvirt guests that join the Swarm as workers (the lab stack)."""
+    """libvirt guests that join the Swarm as workers (the lab stacks), on one hypervisor host or several."""
 
-    libvirt_uri: str
+    # The first host is the Swarm manager's own: its VM network's gateway is where every worker joins.
+    hosts: tuple[HypervisorHostConfig, ...]
+    placement: tuple[int, ...]  # the index in `hosts` of each VM's host (components/spread.py)
+    ssh_identity_file: str | None  # on the manager: the autoscaler's key for the qemu+ssh hosts
     domain_type: Literal["kvm", "qemu"]
     base_image: str  # a cloud image URL or a local path
-    network_cidr: str
     pool_path: str
     count: int
     running: int  # powered on at creation; the rest are the warm pool
@@ -88,8 +135,11 @@ class VmPoolConfig:
 
     @property
     def gateway(self) -> str:
-        """libvirt gives the host the network's first address: where workers reach the Swarm manager."""
-        return str(ipaddress.IPv4Network(self.network_cidr).network_address + 1)
+        """Where workers reach the Swarm manager and its registry: the manager's own VM network."""
+        return self.hosts[0].gateway
+
+    def host_of(self, index: int) -> HypervisorHostConfig:
+        return self.hosts[self.placement[index]]
 
 
 @dataclass(frozen=True)
@@ -140,14 +190,10 @@ def _section(raw: Callable[[str], Any], name: str) -> _Section:
 
 
 def _host(section: _Section) -> HostConfig:
-    host = HostConfig(
+    return HostConfig(
         name_prefix=section.string("name_prefix", "hostscale"),
         advertise_addr=section.address("advertise_addr", "127.0.0.1"),
-        budget_memory_mb=section.integer("budget_memory_mb", 8192, low=0),
-        budget_vcpus=section.integer("budget_vcpus", 4, low=0),
     )
-    section.done()
-    return host
 
 
 def _load_balancer(section: _Section) -> LoadBalancerConfig:
@@ -202,36 +248,215 @@ def _autoscaler(section: _Section) -> AutoscalerConfig:
     return AutoscalerConfig(policy, raw_policy, host, int(port))
 
 
-def _vms(section: _Section) -> VmPoolConfig:
-    uri = section.string("libvirt_uri", "qemu:///system")
-    if not (uri == "qemu:///system" or uri.startswith("qemu+ssh://")):
+HOST_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
+PER_HOST_KEYS = ("libvirt_uri", "network_cidr", "network_mode", "ssh_host_key")
+BUDGET_KEYS = ("budget_memory_mb", "budget_vcpus")
+
+
+def _libvirt_uri(section: _Section) -> str:
+    uri = section.string("libvirt_uri", LOCAL_LIBVIRT)
+    url = urlsplit(uri)
+    try:
+        url.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        url = urlsplit("invalid:")
+    over_ssh = url.scheme == "qemu+ssh" and bool(url.username and url.hostname) and url.path == "/system"
+    if uri != LOCAL_LIBVIRT and not (over_ssh and not url.query and not url.fragment):
         raise ConfigError(
-            f"{section.key('libvirt_uri')} must be qemu:///system or qemu+ssh://USER@HOST/system, got {uri!r}"
+            f"{section.key('libvirt_uri')} must be {LOCAL_LIBVIRT} or qemu+ssh://USER@HOST[:PORT]/system, "
+            f"got {uri!r}"
         )
+    return uri
+
+
+def _key_type_inside(blob: str) -> str | None:
+    """An OpenSSH public key's base64 blob starts with its own type name (a length-prefixed string)."""
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    length = int.from_bytes(raw[:4], "big")
+    return raw[4 : 4 + length].decode("ascii", "replace") if len(raw) > 4 + length else None
+
+
+def _ssh_host_key(section: _Section, uri: str) -> str | None:
+    value = section.get("ssh_host_key")
+    if uri == LOCAL_LIBVIRT:
+        if value is not None:
+            raise ConfigError(
+                f"{section.key('ssh_host_key')} is set but {section.key('libvirt_uri')} is {uri}: "
+                "only qemu+ssh hosts are reached over SSH"
+            )
+        return None
+    if value is None:
+        raise ConfigError(
+            f"{section.key('ssh_host_key')} is required for {uri}: the autoscaler connects with strict host key "
+            "checking (the host's public key, e.g. from /etc/ssh/ssh_host_ed25519_key.pub on that host)"
+        )
+    parts = value.split() if isinstance(value, str) else []
+    if len(parts) not in (2, 3) or parts[0] not in SSH_KEY_TYPES or _key_type_inside(parts[1]) != parts[0]:
+        raise ConfigError(
+            f"{section.key('ssh_host_key')} must be a public host key (TYPE BASE64, e.g. ssh-ed25519 AAAA...), "
+            f"got {value!r}"
+        )
+    return f"{parts[0]} {parts[1]}"
+
+
+def _hypervisor_host(
+    section: _Section, name: str, budget_key: str, budget: tuple[int, int]
+) -> HypervisorHostConfig:
+    uri = _libvirt_uri(section)
+    cidr = section.string("network_cidr", "10.77.0.0/24")
+    try:
+        ipaddress.IPv4Network(cidr)
+    except ValueError:
+        raise ConfigError(f"{section.key('network_cidr')} must be an IPv4 CIDR, got {cidr!r}") from None
+    return HypervisorHostConfig(
+        name=name,
+        key=section.path,
+        budget_key=budget_key,
+        libvirt_uri=uri,
+        network_cidr=cidr,
+        network_mode=section.choice("network_mode", "nat", ("nat", "route")),  # type: ignore[arg-type]
+        budget_memory_mb=budget[0],
+        budget_vcpus=budget[1],
+        ssh_host_key=_ssh_host_key(section, uri),
+    )
+
+
+def _listed_host(section: _Section) -> HypervisorHostConfig:
+    name = section.string("name")
+    if not HOST_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{section.key('name')} must be lowercase letters, digits and dashes (at most 20), got {name!r}"
+        )
+    budget = (
+        section.integer("budget_memory_mb", low=0),
+        section.integer("budget_vcpus", low=0),
+    )
+    host = _hypervisor_host(section, name, section.path, budget)
+    section.done()
+    return host
+
+
+def _hosts(
+    section: _Section, host_section: _Section, budget: tuple[int, int]
+) -> tuple[HypervisorHostConfig, ...]:
+    """`vms.hosts`, or the one host given by the flat keys of `vms` (budget from `host`)."""
+    listed = section.get("hosts")
+    if listed is None:
+        return (_hypervisor_host(section, "host", host_section.path, budget),)
+    for flat in PER_HOST_KEYS:
+        if flat in section.raw:
+            raise ConfigError(
+                f"{section.key(flat)} is set but {section.key('hosts')} lists the hosts: set it on each host there"
+            )
+    for key in BUDGET_KEYS:
+        if key in host_section.raw:
+            raise ConfigError(
+                f"{host_section.key(key)} is set but {section.key('hosts')} gives each host its own budget"
+            )
+    if not isinstance(listed, list) or not listed:
+        raise ConfigError(f"{section.key('hosts')} must be a non-empty list of hosts, got {listed!r}")
+    hosts = tuple(
+        _listed_host(_Section(entry, f"{section.key('hosts')}[{index}]"))
+        for index, entry in enumerate(listed)
+    )
+    _check_hosts_apart(hosts)
+    return hosts
+
+
+def _check_hosts_apart(hosts: tuple[HypervisorHostConfig, ...]) -> None:
+    for later, b in enumerate(hosts):
+        for a in hosts[:later]:
+            if a.name == b.name:
+                raise ConfigError(f"{b.key}.name is {b.name!r}, the same as {a.key}.name")
+            if a.libvirt_uri == b.libvirt_uri:
+                raise ConfigError(f"{b.key}.libvirt_uri is {b.libvirt_uri}, the same hypervisor as {a.key}")
+            if ipaddress.IPv4Network(a.network_cidr).overlaps(ipaddress.IPv4Network(b.network_cidr)):
+                raise ConfigError(
+                    f"{b.key}.network_cidr {b.network_cidr} overlaps {a.key}.network_cidr {a.network_cidr}"
+                )
+    if len(hosts) == 1:
+        return
+    if hosts[0].over_ssh:
+        raise ConfigError(
+            f"{hosts[0].key}.libvirt_uri is {hosts[0].libvirt_uri} but the first host is the Swarm manager's own "
+            f"hypervisor: it must be {LOCAL_LIBVIRT}"
+        )
+    for host in hosts:
+        if host.network_mode != "route":
+            raise ConfigError(
+                f"{host.key}.network_mode is {host.network_mode} but workers on different hosts must reach each "
+                "other: set route, and route each host's network_cidr to that host (README: More than one "
+                "hypervisor host)"
+            )
+
+
+def _placement(
+    section: _Section, hosts: tuple[HypervisorHostConfig, ...], count: int, memory_mb: int, vcpus: int
+) -> tuple[int, ...]:
+    if len(hosts) == 1:
+        host = hosts[0]
+        for what, per_vm, budget in (
+            ("memory_mb", memory_mb, host.budget_memory_mb),
+            ("vcpus", vcpus, host.budget_vcpus),
+        ):
+            if count * per_vm > budget:
+                raise ConfigError(
+                    f"{section.key(what)} is {per_vm} for {count} VMs ({count * per_vm} in all) "
+                    f"but {host.budget_key}.budget_{what} is {budget}"
+                )
+        return (0,) * count
+    rooms = [capacity(h.budget_memory_mb, h.budget_vcpus, memory_mb, vcpus) for h in hosts]
+    placement = spread(count, rooms)
+    if placement is None:
+        held = ", ".join(
+            f"{h.name} {room} ({h.key}: budget_memory_mb {h.budget_memory_mb}, budget_vcpus {h.budget_vcpus})"
+            for h, room in zip(hosts, rooms, strict=True)
+        )
+        raise ConfigError(
+            f"{section.key('count')} is {count} but the hosts' budgets hold {sum(rooms)} VMs of {memory_mb} MB "
+            f"and {vcpus} vCPUs ({section.key('memory_mb')}, {section.key('vcpus')}): {held}"
+        )
+    return tuple(placement)
+
+
+def _vms(section: _Section, host_section: _Section, budget: tuple[int, int]) -> VmPoolConfig:
+    hosts = _hosts(section, host_section, budget)
     domain_type = section.string("domain_type", "kvm")
     if domain_type not in ("kvm", "qemu"):
         raise ConfigError(f"{section.key('domain_type')} must be kvm or qemu, got {domain_type!r}")
-    cidr = section.string("network_cidr", "10.77.0.0/24")
-    try:
-        network = ipaddress.IPv4Network(cidr)
-    except ValueError:
-        raise ConfigError(f"{section.key('network_cidr')} must be an IPv4 CIDR, got {cidr!r}") from None
     count = section.bounded("count", 3, 0, 64)
-    if network.num_addresses < count + 8:
-        raise ConfigError(f"{section.key('network_cidr')} is {cidr}: too small for {count} VMs")
     running = section.integer("running", 2, low=1 if count else 0)  # the last worker is never parked
     if running > count:
         raise ConfigError(f"{section.key('running')} is {running} but {section.key('count')} is {count}")
+    memory_mb = section.bounded("memory_mb", 1024, 256, 262144)
+    vcpus = section.bounded("vcpus", 1, 1, 64)
+    placement = _placement(section, hosts, count, memory_mb, vcpus)
+    for index, host in enumerate(hosts):
+        on_host = placement.count(index)
+        if ipaddress.IPv4Network(host.network_cidr).num_addresses < on_host + 8:
+            raise ConfigError(f"{host.key}.network_cidr is {host.network_cidr}: too small for {on_host} VMs")
+    identity = section.optional_path("ssh_identity_file")
+    remote = next((h for h in hosts if h.over_ssh), None)
+    if remote is not None and identity is None:
+        raise ConfigError(
+            f"{section.key('ssh_identity_file')} is required: {remote.key}.libvirt_uri is {remote.libvirt_uri} "
+            "and the autoscaler powers VMs there over SSH (a private key on this host, readable by the "
+            "autoscaler's user)"
+        )
     config = VmPoolConfig(
-        libvirt_uri=uri,
+        hosts=hosts,
+        placement=placement,
+        ssh_identity_file=identity,
         domain_type=domain_type,  # type: ignore[arg-type]  # checked just above
         base_image=section.string("base_image"),
-        network_cidr=cidr,
         pool_path=section.string("pool_path", "/var/lib/libvirt/hostscale"),
         count=count,
         running=running,
-        memory_mb=section.bounded("memory_mb", 1024, 256, 262144),
-        vcpus=section.bounded("vcpus", 1, 1, 64),
+        memory_mb=memory_mb,
+        vcpus=vcpus,
         ssh_public_key=section.string("ssh_public_key"),
         replicas_per_vm=section.bounded("replicas_per_vm", 4, 1, 100),
         kernel=section.optional_path("kernel"),
@@ -266,19 +491,11 @@ def _cross_check(config: StackConfig) -> None:
     vms = config.vms
     if vms is None:
         return
-    for what, per_vm, budget in (
-        ("memory_mb", vms.memory_mb, config.host.budget_memory_mb),
-        ("vcpus", vms.vcpus, config.host.budget_vcpus),
-    ):
-        if vms.count * per_vm > budget:
-            raise ConfigError(
-                f"{NAMESPACE}:vms.{what} is {per_vm} for {vms.count} VMs ({vms.count * per_vm} in all) "
-                f"but {NAMESPACE}:host.budget_{what} is {budget}"
-            )
-    if config.host.advertise_addr != vms.gateway:
+    manager = vms.hosts[0]
+    if config.host.advertise_addr != manager.gateway:
         raise ConfigError(
             f"{NAMESPACE}:host.advertise_addr is {config.host.advertise_addr} but the VMs reach the manager at "
-            f"{vms.gateway} (the first address of {NAMESPACE}:vms.network_cidr {vms.network_cidr})"
+            f"{manager.gateway} (the first address of {manager.key}.network_cidr {manager.network_cidr})"
         )
     capacity = vms.count * vms.replicas_per_vm
     if policy.max_replicas > capacity:
@@ -291,13 +508,21 @@ def _cross_check(config: StackConfig) -> None:
 def load_stack_config(raw: Callable[[str], Any]) -> StackConfig:
     """`raw(name)` returns the parsed value of `hostscale:<name>` (or None when unset)."""
     vms_raw = raw("vms")
+    host_section = _section(raw, "host")
+    host = _host(host_section)
+    # The flat form's one hypervisor is this host: its budget is here (vms.hosts gives each host its own).
+    budget = (
+        host_section.integer("budget_memory_mb", 8192, low=0),
+        host_section.integer("budget_vcpus", 4, low=0),
+    )
+    host_section.done()
     config = StackConfig(
-        host=_host(_section(raw, "host")),
+        host=host,
         load_balancer=_load_balancer(_section(raw, "load_balancer")),
         app=_app(_section(raw, "app")),
         database=_database(_section(raw, "database")),
         autoscaler=_autoscaler(_section(raw, "autoscaler")),
-        vms=_vms(_section(raw, "vms")) if vms_raw is not None else None,
+        vms=_vms(_section(raw, "vms"), host_section, budget) if vms_raw is not None else None,
     )
     _cross_check(config)
     return config

@@ -1,8 +1,10 @@
 """Every libvirt resource of the project lives here (see DESIGN.md: a later move to the newer provider stays
-local): the hypervisor's storage pool, NAT network and base image, and the pool of worker VMs.
+local): each hypervisor host's storage pool, VM network and base image, and the pool of worker VMs.
 
-Two components, because the Swarm sits between them: the manager advertises on the VM network's gateway
-(so the network exists first), and the VMs' cloud-init carries the Swarm's join token (so they come after).
+Two components, because the Swarm sits between them: the manager advertises on its own host's VM network
+gateway (so the networks exist first), and the VMs' cloud-init carries the Swarm's join token (so they come
+after). With several hosts, one Hypervisor per host, each with its own provider; the VmPool puts each VM on the
+host components/spread.py chose.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pulumi_libvirt as libvirt
 from pulumi_command import local
 
 from components.cloud_init import WorkerSettings, render_user_data
-from components.config import VmPoolConfig
+from components.config import HypervisorHostConfig, VmPoolConfig
 from images.build import ROOT
 
 DISK_BYTES = 20 * 2**30
@@ -42,30 +44,29 @@ TCG_CACHE_XSLT = """<?xml version="1.0"?>
 @dataclass
 class HypervisorArgs:
     name_prefix: str
-    settings: VmPoolConfig
-    budget_memory_mb: (
-        int  # what the VMs on this host may take in all (checked at preview and by the policy pack)
-    )
-    budget_vcpus: int
+    host: HypervisorHostConfig  # its URI, VM network and budget
+    settings: VmPoolConfig  # what every host shares: the base image, the storage pool's path
 
 
 class Hypervisor(pulumi.ComponentResource):
+    host: HypervisorHostConfig
     provider: libvirt.Provider
     pool: libvirt.Pool
     network: libvirt.Network
     base_volume: libvirt.Volume
 
     def __init__(self, name: str, args: HypervisorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        s = args.settings
+        s, host = args.settings, args.host
+        self.host = host
         # The host and its budget are the component's inputs: the policy pack checks the VMs against them.
         budget = {
-            "libvirtUri": s.libvirt_uri,
-            "budgetMemoryMb": args.budget_memory_mb,
-            "budgetVcpus": args.budget_vcpus,
+            "libvirtUri": host.libvirt_uri,
+            "budgetMemoryMb": host.budget_memory_mb,
+            "budgetVcpus": host.budget_vcpus,
         }
         super().__init__("hostscale:index:Hypervisor", name, budget, opts)
         self.provider = libvirt.Provider(
-            f"{name}-provider", uri=s.libvirt_uri, opts=pulumi.ResourceOptions(parent=self)
+            f"{name}-provider", uri=host.libvirt_uri, opts=pulumi.ResourceOptions(parent=self)
         )
         on_host = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.pool = libvirt.Pool(
@@ -78,8 +79,8 @@ class Hypervisor(pulumi.ComponentResource):
         self.network = libvirt.Network(
             f"{name}-network",
             name=f"{args.name_prefix}-net",
-            mode="nat",
-            addresses=[s.network_cidr],
+            mode=host.network_mode,
+            addresses=[host.network_cidr],
             autostart=True,
             dhcp=libvirt.NetworkDhcpArgs(enabled=True),
             dns=libvirt.NetworkDnsArgs(enabled=True),
@@ -96,7 +97,7 @@ class Hypervisor(pulumi.ComponentResource):
         self.register_outputs({"network": self.network.name, "pool": self.pool.name})
 
 
-def _user_data_for(vm: str, s: VmPoolConfig, registry: str) -> Callable[[list[str]], str]:
+def _user_data_for(vm: str, hypervisor: str, s: VmPoolConfig, registry: str) -> Callable[[list[str]], str]:
     def render(values: list[str]) -> str:
         token, app_image = values
         return render_user_data(
@@ -105,7 +106,7 @@ def _user_data_for(vm: str, s: VmPoolConfig, registry: str) -> Callable[[list[st
                 ssh_public_key=s.ssh_public_key,
                 manager_addr=s.gateway,
                 join_token=token,
-                labels={"dev.hostscale.vm": vm},
+                labels={"dev.hostscale.vm": vm, "dev.hostscale.hypervisor": hypervisor},
                 insecure_registries=(registry,),
                 prefetch=(app_image,),
             )
@@ -133,7 +134,7 @@ def _direct_boot(s: VmPoolConfig) -> dict[str, Any]:
 class VmPoolArgs:
     name_prefix: str
     settings: VmPoolConfig
-    hypervisor: Hypervisor
+    hypervisors: list[Hypervisor]  # one per host in settings.hosts, in that order
     join_token: pulumi.Output[str]  # secret
     registry: str  # where the workers pull the app image: <gateway>:<port>, plain HTTP on the VM network
     app_image: pulumi.Input[str]  # pulled at first boot, before the join
@@ -147,13 +148,14 @@ class VmPool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: VmPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hostscale:index:VmPool", name, None, opts)
-        s, hv = args.settings, args.hypervisor
-        on_host = pulumi.ResourceOptions(parent=self, provider=hv.provider, depends_on=args.depends_on)
+        s = args.settings
         self.domains, self.names = [], []
         self.joins: list[local.Command] = []
         boot = _direct_boot(s)
         for index in range(s.count):
             vm = f"{args.name_prefix}-worker-{index}"
+            hv = args.hypervisors[s.placement[index]]
+            on_host = pulumi.ResourceOptions(parent=self, provider=hv.provider, depends_on=args.depends_on)
             warm = (
                 index >= s.running
             )  # the warm pool: parked after its first boot, powered on by the autoscaler
@@ -168,7 +170,7 @@ class VmPool(pulumi.ComponentResource):
             )
             # Only the string is computed inside apply(); the resource itself is declared here, outside it.
             user_data = pulumi.Output.all(args.join_token, args.app_image).apply(
-                _user_data_for(vm, s, args.registry)
+                _user_data_for(vm, hv.host.name, s, args.registry)
             )
             cloud_init = libvirt.CloudInitDisk(
                 f"{name}-{index}-cloudinit",
@@ -201,7 +203,7 @@ class VmPool(pulumi.ComponentResource):
             self.joins.append(
                 local.Command(
                     f"{name}-{index}-join",
-                    create=f"./scripts/vm-join --uri {s.libvirt_uri} --vm {vm}{park}",
+                    create=f"./scripts/vm-join --uri {hv.host.libvirt_uri} --vm {vm}{park}",
                     # A destroyed VM's node would stay in the Swarm as "down" forever.
                     delete=f"docker node rm --force {vm}",
                     dir=str(ROOT),

@@ -3,7 +3,8 @@
 The same arrangement an air-gapped host uses. The registry listens on loopback (the host's engine pushes there:
 Docker trusts plain-HTTP registries on 127.0.0.0/8 without configuration) and on the VM network's gateway,
 where the workers pull it (their daemon.json lists it as an insecure registry: it is reachable only from the
-host's private VM network). Same repository, same tag, two addresses.
+host's private VM network, or from the other hosts' routed VM networks). Same repository, same tag, two
+addresses.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def node(availability: str) -> FakeNode:
 
 def fleet(client: FakeClient) -> LibvirtFleet:
     # A URI no virsh call could reach: the guards must refuse before any.
-    return LibvirtFleet(client, "test:///refuse", ("w1",), "suspended", settle_s=0)
+    return LibvirtFleet(client, {"w1": "test:///refuse"}, "suspended", settle_s=0)
 
 
 def test_an_active_node_is_never_powered_off() -> None:

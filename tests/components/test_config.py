@@ -26,11 +26,11 @@ def changed(stack: str, key: str, path: list[str], value: Any) -> dict[str, Any]
     return config
 
 
-@pytest.mark.parametrize("stack", ["local", "lab", "lab-emulated"])
+@pytest.mark.parametrize("stack", ["local", "lab", "lab-emulated", "multihost"])
 def test_real_stack_files_load(stack: str) -> None:
     config = load_stack_config(getter(stack_config(stack)))
-    assert config.autoscaler.policy.min_replicas == 2
-    assert (config.vms is not None) == stack.startswith("lab")
+    assert config.autoscaler.policy.min_replicas >= 2
+    assert (config.vms is not None) == (stack != "local")
 
 
 def test_the_emulated_lab_boots_the_built_image_and_parks_its_warm_vm_suspended() -> None:
@@ -168,7 +168,7 @@ INVALID = [
         "vms",
         ["libvirt_uri"],
         "http://hypervisor",
-        "hostscale:vms.libvirt_uri must be qemu:///system or qemu+ssh://USER@HOST/system, got 'http://hypervisor'",
+        "hostscale:vms.libvirt_uri must be qemu:///system or qemu+ssh://USER@HOST[:PORT]/system, got 'http://hypervisor'",
         id="invalid libvirt URI",
     ),
     pytest.param(
@@ -260,3 +260,189 @@ def test_program_reads_the_operators_db_password_as_a_secret() -> None:
     run = run_program(stack_config("local"), "local", secrets={"hostscale:db_password": "operator-chosen-pw"})
     assert "database-generated-password" not in run.resources, "no password is generated when one is given"
     assert "data" in run.resources["database-password"].secret_inputs
+
+
+def test_the_flat_vms_keys_are_one_host_with_the_host_sections_budget() -> None:
+    vms = load_stack_config(getter(stack_config("lab"))).vms
+    assert vms is not None
+    [host] = vms.hosts
+    assert (host.name, host.libvirt_uri, host.network_cidr, host.network_mode) == (
+        "host", "qemu:///system", "10.77.0.0/24", "nat",
+    )  # fmt: skip
+    assert (host.budget_memory_mb, host.budget_vcpus, host.ssh_host_key) == (8192, 6, None)
+    assert vms.placement == (0, 0, 0)
+
+
+def test_multihost_spreads_the_vms_over_the_hosts_within_each_budget() -> None:
+    vms = load_stack_config(getter(stack_config("multihost"))).vms
+    assert vms is not None
+    assert [h.name for h in vms.hosts] == ["hv1", "hv2", "hv3"]
+    # hv1 holds 4 VMs of 2048 MB (8192 MB), hv3 2 (2 vCPUs): skipped once full.
+    assert vms.placement == (0, 1, 2, 0, 1, 2, 0, 1, 0, 1)
+    assert [vms.host_of(i).name for i in range(vms.running)] == ["hv1", "hv2", "hv3"]
+    assert vms.gateway == "10.77.1.1"
+    assert vms.hosts[1].known_hosts_line().startswith("192.168.50.12 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5")
+
+
+def multihost(edit: Any) -> dict[str, Any]:
+    config = copy.deepcopy(stack_config("multihost"))
+    edit(config)
+    return config
+
+
+def host_key(index: int, key: str, value: Any) -> Any:
+    def edit(config: dict[str, Any]) -> None:
+        if value is None:
+            del config["hostscale:vms"]["hosts"][index][key]
+        else:
+            config["hostscale:vms"]["hosts"][index][key] = value
+
+    return edit
+
+
+def vms_key(key: str, value: Any) -> Any:
+    def edit(config: dict[str, Any]) -> None:
+        if value is None:
+            del config["hostscale:vms"][key]
+        else:
+            config["hostscale:vms"][key] = value
+
+    return edit
+
+
+LOCAL_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBj2d30KoOheLb20xUyzKmqb0D04pPxUuAC9NReNWI8B"
+
+INVALID_MULTIHOST = [
+    pytest.param(
+        vms_key("count", 15),
+        "hostscale:vms.count is 15 but the hosts' budgets hold 14 VMs of 2048 MB and 1 vCPUs "
+        "(hostscale:vms.memory_mb, hostscale:vms.vcpus): "
+        "hv1 4 (hostscale:vms.hosts[0]: budget_memory_mb 8192, budget_vcpus 6), "
+        "hv2 8 (hostscale:vms.hosts[1]: budget_memory_mb 16384, budget_vcpus 8), "
+        "hv3 2 (hostscale:vms.hosts[2]: budget_memory_mb 4096, budget_vcpus 2)",
+        id="more VMs than the hosts hold",
+    ),
+    pytest.param(
+        host_key(1, "budget_memory_mb", 4096),
+        "hostscale:vms.count is 10 but the hosts' budgets hold 8 VMs of 2048 MB and 1 vCPUs "
+        "(hostscale:vms.memory_mb, hostscale:vms.vcpus): "
+        "hv1 4 (hostscale:vms.hosts[0]: budget_memory_mb 8192, budget_vcpus 6), "
+        "hv2 2 (hostscale:vms.hosts[1]: budget_memory_mb 4096, budget_vcpus 8), "
+        "hv3 2 (hostscale:vms.hosts[2]: budget_memory_mb 4096, budget_vcpus 2)",
+        id="one host's budget shrinks below its share",
+    ),
+    pytest.param(
+        host_key(2, "budget_vcpus", None),
+        "hostscale:vms.hosts[2].budget_vcpus is required",
+        id="host without a budget",
+    ),
+    pytest.param(
+        vms_key("libvirt_uri", "qemu:///system"),
+        "hostscale:vms.libvirt_uri is set but hostscale:vms.hosts lists the hosts: set it on each host there",
+        id="flat key beside the host list",
+    ),
+    pytest.param(
+        lambda c: c["hostscale:host"].update(budget_memory_mb=65536),
+        "hostscale:host.budget_memory_mb is set but hostscale:vms.hosts gives each host its own budget",
+        id="host budget beside the host list",
+    ),
+    pytest.param(
+        vms_key("hosts", []),
+        "hostscale:vms.hosts must be a non-empty list of hosts, got []",
+        id="empty host list",
+    ),
+    pytest.param(
+        host_key(2, "name", "hv2"),
+        "hostscale:vms.hosts[2].name is 'hv2', the same as hostscale:vms.hosts[1].name",
+        id="two hosts one name",
+    ),
+    pytest.param(
+        host_key(2, "name", "HV 3"),
+        "hostscale:vms.hosts[2].name must be lowercase letters, digits and dashes (at most 20), got 'HV 3'",
+        id="host name unfit for resource names",
+    ),
+    pytest.param(
+        host_key(2, "libvirt_uri", "qemu+ssh://hostscale@192.168.50.12/system"),
+        "hostscale:vms.hosts[2].libvirt_uri is qemu+ssh://hostscale@192.168.50.12/system, the same hypervisor "
+        "as hostscale:vms.hosts[1]",
+        id="two hosts one hypervisor",
+    ),
+    pytest.param(
+        host_key(2, "network_cidr", "10.77.0.0/16"),
+        "hostscale:vms.hosts[2].network_cidr 10.77.0.0/16 overlaps hostscale:vms.hosts[0].network_cidr 10.77.1.0/24",
+        id="overlapping VM networks",
+    ),
+    pytest.param(
+        host_key(1, "network_mode", "nat"),
+        "hostscale:vms.hosts[1].network_mode is nat but workers on different hosts must reach each other: set "
+        "route, and route each host's network_cidr to that host (README: More than one hypervisor host)",
+        id="NAT network across hosts",
+    ),
+    pytest.param(
+        host_key(1, "network_mode", "bridge"),
+        "hostscale:vms.hosts[1].network_mode must be one of nat, route, got 'bridge'",
+        id="unknown network mode",
+    ),
+    pytest.param(
+        lambda c: c["hostscale:vms"]["hosts"].reverse(),
+        "hostscale:vms.hosts[0].libvirt_uri is qemu+ssh://hostscale@192.168.50.13/system but the first host is "
+        "the Swarm manager's own hypervisor: it must be qemu:///system",
+        id="manager's host not first",
+    ),
+    pytest.param(
+        host_key(1, "ssh_host_key", None),
+        "hostscale:vms.hosts[1].ssh_host_key is required for qemu+ssh://hostscale@192.168.50.12/system: the "
+        "autoscaler connects with strict host key checking (the host's public key, e.g. from "
+        "/etc/ssh/ssh_host_ed25519_key.pub on that host)",
+        id="remote host without its host key",
+    ),
+    pytest.param(
+        host_key(1, "ssh_host_key", "ssh-rsa " + LOCAL_KEY.split()[1]),
+        "hostscale:vms.hosts[1].ssh_host_key must be a public host key (TYPE BASE64, e.g. ssh-ed25519 AAAA...), "
+        f"got 'ssh-rsa {LOCAL_KEY.split()[1]}'",
+        id="host key whose type does not match its data",
+    ),
+    pytest.param(
+        host_key(1, "ssh_host_key", "ssh-ed25519 not-base64!"),
+        "hostscale:vms.hosts[1].ssh_host_key must be a public host key (TYPE BASE64, e.g. ssh-ed25519 AAAA...), "
+        "got 'ssh-ed25519 not-base64!'",
+        id="host key that is not base64",
+    ),
+    pytest.param(
+        host_key(0, "ssh_host_key", LOCAL_KEY),
+        "hostscale:vms.hosts[0].ssh_host_key is set but hostscale:vms.hosts[0].libvirt_uri is qemu:///system: "
+        "only qemu+ssh hosts are reached over SSH",
+        id="host key for the local hypervisor",
+    ),
+    pytest.param(
+        host_key(2, "libvirt_uri", "qemu+ssh://192.168.50.13/system?keyfile=/root/key"),
+        "hostscale:vms.hosts[2].libvirt_uri must be qemu:///system or qemu+ssh://USER@HOST[:PORT]/system, "
+        "got 'qemu+ssh://192.168.50.13/system?keyfile=/root/key'",
+        id="remote URI without user, with parameters",
+    ),
+    pytest.param(
+        vms_key("ssh_identity_file", None),
+        "hostscale:vms.ssh_identity_file is required: hostscale:vms.hosts[1].libvirt_uri is "
+        "qemu+ssh://hostscale@192.168.50.12/system and the autoscaler powers VMs there over SSH (a private key "
+        "on this host, readable by the autoscaler's user)",
+        id="no key for the autoscaler",
+    ),
+    pytest.param(
+        host_key(2, "network_cidr", "10.77.3.0/29"),
+        "hostscale:vms.hosts[2].network_cidr is 10.77.3.0/29: too small for 2 VMs",
+        id="host network too small for its share",
+    ),
+    pytest.param(
+        lambda c: c["hostscale:host"].update(advertise_addr="10.77.2.1"),
+        "hostscale:host.advertise_addr is 10.77.2.1 but the VMs reach the manager at 10.77.1.1 (the first "
+        "address of hostscale:vms.hosts[0].network_cidr 10.77.1.0/24)",
+        id="manager advertising on another host's network",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), INVALID_MULTIHOST)
+def test_invalid_multihost_config_names_key_and_value(edit: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_stack_config(getter(multihost(edit)))
+    assert str(error.value) == message

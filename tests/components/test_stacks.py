@@ -17,7 +17,7 @@ from components.app_tier import REPLICAS_PROPERTY
 from harness.program import stack_config
 from tests.support.pulumi_program import FAKE_JOIN_TOKEN, FAKE_PASSWORD, ProgramRun, run_program
 
-STACKS = ["local", "lab", "lab-emulated"]
+STACKS = ["local", "lab", "lab-emulated", "multihost"]
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -85,9 +85,12 @@ def test_db_network_is_not_attachable_and_web_is(stack: tuple[str, ProgramRun]) 
 
 
 def test_app_replica_count_is_left_to_the_autoscaler(stack: tuple[str, ProgramRun]) -> None:
-    _, run = stack
+    name, run = stack
     assert run.resources["app-service"].ignore_changes == [REPLICAS_PROPERTY], "app-service"
-    assert service(run, "app-service")["mode"]["replicated"]["replicas"] == 2, "app-service: initial replicas"
+    initial = stack_config(name)["hostscale:app"]["initial_replicas"]
+    assert service(run, "app-service")["mode"]["replicated"]["replicas"] == initial, (
+        "app-service: initial replicas"
+    )
 
 
 def test_app_service_is_dnsrr_with_limits_rollback_and_both_networks(stack: tuple[str, ProgramRun]) -> None:
@@ -258,3 +261,115 @@ def test_emulated_domains_get_a_smaller_translation_cache_and_kvm_domains_do_not
         ]
     for name, domain in lab.of_type("libvirt:index/domain:Domain").items():
         assert "xml" not in domain.inputs, name
+
+
+@pytest.fixture(scope="module")
+def multihost() -> ProgramRun:
+    return run_program(stack_config("multihost"), "multihost")
+
+
+HOSTS = {
+    "hv1": "qemu:///system",
+    "hv2": "qemu+ssh://hostscale@192.168.50.12/system",
+    "hv3": "qemu+ssh://hostscale@192.168.50.13/system",
+}
+SPREAD = ["hv1", "hv2", "hv3", "hv1", "hv2", "hv3", "hv1", "hv2", "hv1", "hv2"]
+
+
+def test_multihost_has_one_provider_pool_routed_network_and_base_image_per_host(
+    multihost: ProgramRun,
+) -> None:
+    providers = multihost.of_type("pulumi:providers:libvirt")
+    assert {name: p.inputs["uri"] for name, p in providers.items()} == {
+        f"hypervisor-{host}-provider": uri for host, uri in HOSTS.items()
+    }
+    networks = multihost.of_type("libvirt:index/network:Network")
+    assert {name: (n.inputs["mode"], n.inputs["addresses"]) for name, n in networks.items()} == {
+        f"hypervisor-hv{i}-network": ("route", [f"10.77.{i}.0/24"]) for i in (1, 2, 3)
+    }
+    for name in [*networks, *multihost.of_type("libvirt:index/pool:Pool")]:
+        host = name.split("-")[1]
+        assert multihost.resources[name].provider.startswith("urn:pulumi:multihost::hostscale::"), name
+        assert f"hypervisor-{host}-provider" in multihost.resources[name].provider, name
+    budgets = {
+        name: (r.inputs["libvirtUri"], r.inputs["budgetMemoryMb"], r.inputs["budgetVcpus"])
+        for name, r in multihost.resources.items()
+        if r.type == "hostscale:index:Hypervisor"
+    }
+    assert budgets == {
+        "hypervisor-hv1": (HOSTS["hv1"], 8192, 6),
+        "hypervisor-hv2": (HOSTS["hv2"], 16384, 8),
+        "hypervisor-hv3": (HOSTS["hv3"], 4096, 2),
+    }
+
+
+def test_multihost_puts_each_vm_its_disk_and_seed_on_its_host(multihost: ProgramRun) -> None:
+    for index, host in enumerate(SPREAD):
+        for name in (f"vms-{index}", f"vms-{index}-disk", f"vms-{index}-cloudinit"):
+            assert f"hypervisor-{host}-provider" in multihost.resources[name].provider, (
+                f"{name}: not on {host}"
+            )
+        disk = multihost.resources[f"vms-{index}-disk"].inputs
+        assert disk["baseVolumeId"] == f"hypervisor-{host}-base-id", f"vms-{index}-disk"
+        assert disk["pool"] == "hsmulti-pool"
+        nic = multihost.resources[f"vms-{index}"].inputs["networkInterfaces"][0]
+        assert nic["networkId"] == f"hypervisor-{host}-network-id", f"vms-{index}: on {host}'s network"
+
+
+def test_multihost_workers_all_join_the_one_manager_and_pull_from_its_registry(multihost: ProgramRun) -> None:
+    for index, host in enumerate(SPREAD):
+        doc = yaml.safe_load(multihost.resources[f"vms-{index}-cloudinit"].inputs["userData"])
+        commands = [" ".join(cmd) for cmd in doc["runcmd"]]
+        assert any("10.77.1.1:2377" in c for c in commands), f"vms-{index}: joins {commands}"
+        assert any("docker pull -q 10.77.1.1:5000/hostscale/app" in c for c in commands), f"vms-{index}"
+        daemon = json.loads(
+            next(f for f in doc["write_files"] if f["path"] == "/etc/docker/daemon.json")["content"]
+        )
+        assert daemon["insecure-registries"] == ["10.77.1.1:5000"], f"vms-{index}"
+        assert daemon["labels"] == [
+            f"dev.hostscale.hypervisor={host}",
+            f"dev.hostscale.vm=hsmulti-worker-{index}",
+        ]
+    joins = [multihost.resources[f"vms-{i}-join"].inputs["create"] for i in range(len(SPREAD))]
+    assert joins[:4] == [
+        f"./scripts/vm-join --uri {HOSTS['hv1']} --vm hsmulti-worker-0",
+        f"./scripts/vm-join --uri {HOSTS['hv2']} --vm hsmulti-worker-1",
+        f"./scripts/vm-join --uri {HOSTS['hv3']} --vm hsmulti-worker-2",
+        f"./scripts/vm-join --uri {HOSTS['hv1']} --vm hsmulti-worker-3 --park suspended",
+    ]
+
+
+def test_multihost_autoscaler_reaches_remote_vms_over_ssh_with_pinned_host_keys(
+    multihost: ProgramRun,
+) -> None:
+    container = service(multihost, "autoscaler-container")
+    command = container["command"]
+    assert command[command.index("--libvirt-uri") + 1] == "qemu:///system"
+    assert command[command.index("--vms") + 1].split(",") == [
+        f"hsmulti-worker-{i}" if host == "hv1" else f"hsmulti-worker-{i}={HOSTS[host]}"
+        for i, host in enumerate(SPREAD)
+    ]
+    mounts = {m["target"]: m for m in container["mounts"]}
+    assert mounts["/run/hostscale/libvirt-ssh-key"]["source"] == "/etc/hostscale/libvirt-ssh-key"
+    assert mounts["/run/hostscale/libvirt-ssh-key"]["readOnly"] is True
+    assert "/var/run/libvirt/libvirt-sock" in mounts, "hv1 is the local hypervisor"
+    uploads = {u["file"]: u["content"] for u in container["uploads"]}
+    known = uploads["/etc/hostscale/known_hosts"].splitlines()
+    assert [line.split()[:2] for line in known] == [
+        ["192.168.50.12", "ssh-ed25519"],
+        ["192.168.50.13", "ssh-ed25519"],
+    ]
+    ssh_config = uploads["/etc/ssh/ssh_config.d/hostscale.conf"]
+    for line in (
+        "IdentityFile /run/hostscale/libvirt-ssh-key",
+        "UserKnownHostsFile /etc/hostscale/known_hosts",
+        "StrictHostKeyChecking yes",
+        "BatchMode yes",
+    ):
+        assert f"    {line}\n" in ssh_config, line
+
+
+def test_single_host_stacks_need_no_ssh_in_the_autoscaler(lab: ProgramRun) -> None:
+    container = service(lab, "autoscaler-container")
+    assert {u["file"] for u in container["uploads"]} == {"/etc/hostscale/policy.json"}
+    assert "/run/hostscale/libvirt-ssh-key" not in {m["target"] for m in container["mounts"]}

@@ -68,7 +68,7 @@ def violations(resources: list[PolicyResource]) -> dict[str, list[str]]:
     return {name: messages for name, messages in found.items() if messages}
 
 
-@pytest.fixture(scope="module", params=["local", "lab", "lab-emulated"])
+@pytest.fixture(scope="module", params=["local", "lab", "lab-emulated", "multihost"])
 def recorded(request: pytest.FixtureRequest) -> list[PolicyResource]:
     return as_policy_resources(run_program(stack_config(request.param), request.param).resources)
 
@@ -138,6 +138,20 @@ def test_vms_beyond_the_host_budget_are_refused(lab: list[PolicyResource]) -> No
         "vm-host-budget": [
             "qemu:///system: 3 VMs take 10240 MB of memory, the host's budget is 8192 MB",
             "qemu:///system: 3 VMs take 7 vCPUs, the host's budget is 6",
+        ]
+    }
+
+
+def test_each_hypervisor_host_is_held_to_its_own_budget() -> None:
+    multihost = as_policy_resources(run_program(stack_config("multihost"), "multihost").resources)
+
+    def grow(props: dict[str, Any]) -> None:
+        props["memory"] = 4096
+
+    # hsmulti-worker-2 is on hv3 (budget 4096 MB, 2 VMs): over it, though hv2 has 8192 MB to spare.
+    assert violations(edited(multihost, "vms-2", grow)) == {
+        "vm-host-budget": [
+            "qemu+ssh://hostscale@192.168.50.13/system: 2 VMs take 6144 MB of memory, the host's budget is 4096 MB"
         ]
     }
 
