@@ -373,3 +373,23 @@ def test_single_host_stacks_need_no_ssh_in_the_autoscaler(lab: ProgramRun) -> No
     container = service(lab, "autoscaler-container")
     assert {u["file"] for u in container["uploads"]} == {"/etc/hostscale/policy.json"}
     assert "/run/hostscale/libvirt-ssh-key" not in {m["target"] for m in container["mounts"]}
+
+
+def test_a_single_remote_hypervisor_is_reached_over_ssh_only() -> None:
+    config = stack_config("lab")
+    config["hostscale:vms"] = dict(
+        config["hostscale:vms"],
+        libvirt_uri="qemu+ssh://deploy@hypervisor.example/system",
+        ssh_host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBj2d30KoOheLb20xUyzKmqb0D04pPxUuAC9NReNWI8B",
+        ssh_identity_file="/etc/hostscale/libvirt-ssh-key",
+    )
+    run = run_program(config, "lab")
+    container = service(run, "autoscaler-container")
+    command = container["command"]
+    assert command[command.index("--libvirt-uri") + 1] == "qemu+ssh://deploy@hypervisor.example/system"
+    assert command[command.index("--vms") + 1] == "hslab-worker-0,hslab-worker-1,hslab-worker-2"
+    targets = {m["target"] for m in container["mounts"]}
+    assert "/var/run/libvirt/libvirt-sock" not in targets, "no VM on the local hypervisor: no socket"
+    assert "/run/hostscale/libvirt-ssh-key" in targets
+    uploads = {u["file"]: u["content"] for u in container["uploads"]}
+    assert uploads["/etc/hostscale/known_hosts"].startswith("hypervisor.example ssh-ed25519 AAAA")
