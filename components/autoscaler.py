@@ -34,6 +34,13 @@ Host *
     StrictHostKeyChecking yes
     BatchMode yes
     ConnectTimeout 10
+    # Every virsh call is a new connection: reuse one SSH session per host instead of a handshake per call
+    # (BENCHMARKS.md: virsh over qemu+ssh). A dead link is noticed within 15 s and the next call reconnects.
+    ControlMaster auto
+    ControlPath /tmp/hostscale-ssh-%C
+    ControlPersist 120
+    ServerAliveInterval 5
+    ServerAliveCountMax 3
 """
 
 
