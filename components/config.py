@@ -257,11 +257,11 @@ def _libvirt_uri(section: _Section) -> str:
     uri = section.string("libvirt_uri", LOCAL_LIBVIRT)
     url = urlsplit(uri)
     try:
-        url.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        url = urlsplit("invalid:")
+        port_ok = url.port is None or url.port > 0
+    except ValueError:  # a port that is not a number
+        port_ok = False
     over_ssh = url.scheme == "qemu+ssh" and bool(url.username and url.hostname) and url.path == "/system"
-    if uri != LOCAL_LIBVIRT and not (over_ssh and not url.query and not url.fragment):
+    if uri != LOCAL_LIBVIRT and not (over_ssh and port_ok and not url.query and not url.fragment):
         raise ConfigError(
             f"{section.key('libvirt_uri')} must be {LOCAL_LIBVIRT} or qemu+ssh://USER@HOST[:PORT]/system, "
             f"got {uri!r}"

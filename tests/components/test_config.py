@@ -290,22 +290,17 @@ def multihost(edit: Any) -> dict[str, Any]:
     return config
 
 
-def host_key(index: int, key: str, value: Any) -> Any:
+def vms_edit(*path: str | int, value: Any) -> Any:
+    """An edit of hostscale:vms at `path` (keys and list indexes); value None deletes the key."""
+
     def edit(config: dict[str, Any]) -> None:
+        node = config["hostscale:vms"]
+        for part in path[:-1]:
+            node = node[part]
         if value is None:
-            del config["hostscale:vms"]["hosts"][index][key]
+            del node[path[-1]]
         else:
-            config["hostscale:vms"]["hosts"][index][key] = value
-
-    return edit
-
-
-def vms_key(key: str, value: Any) -> Any:
-    def edit(config: dict[str, Any]) -> None:
-        if value is None:
-            del config["hostscale:vms"][key]
-        else:
-            config["hostscale:vms"][key] = value
+            node[path[-1]] = value
 
     return edit
 
@@ -314,7 +309,7 @@ LOCAL_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBj2d30KoOheLb20xUyzKmqb0D04pPx
 
 INVALID_MULTIHOST = [
     pytest.param(
-        vms_key("count", 15),
+        vms_edit("count", value=15),
         "hostscale:vms.count is 15 but the hosts' budgets hold 14 VMs of 2048 MB and 1 vCPUs "
         "(hostscale:vms.memory_mb, hostscale:vms.vcpus): "
         "hv1 4 (hostscale:vms.hosts[0]: budget_memory_mb 8192, budget_vcpus 6), "
@@ -323,7 +318,7 @@ INVALID_MULTIHOST = [
         id="more VMs than the hosts hold",
     ),
     pytest.param(
-        host_key(1, "budget_memory_mb", 4096),
+        vms_edit("hosts", 1, "budget_memory_mb", value=4096),
         "hostscale:vms.count is 10 but the hosts' budgets hold 8 VMs of 2048 MB and 1 vCPUs "
         "(hostscale:vms.memory_mb, hostscale:vms.vcpus): "
         "hv1 4 (hostscale:vms.hosts[0]: budget_memory_mb 8192, budget_vcpus 6), "
@@ -332,12 +327,12 @@ INVALID_MULTIHOST = [
         id="one host's budget shrinks below its share",
     ),
     pytest.param(
-        host_key(2, "budget_vcpus", None),
+        vms_edit("hosts", 2, "budget_vcpus", value=None),
         "hostscale:vms.hosts[2].budget_vcpus is required",
         id="host without a budget",
     ),
     pytest.param(
-        vms_key("libvirt_uri", "qemu:///system"),
+        vms_edit("libvirt_uri", value="qemu:///system"),
         "hostscale:vms.libvirt_uri is set but hostscale:vms.hosts lists the hosts: set it on each host there",
         id="flat key beside the host list",
     ),
@@ -347,39 +342,39 @@ INVALID_MULTIHOST = [
         id="host budget beside the host list",
     ),
     pytest.param(
-        vms_key("hosts", []),
+        vms_edit("hosts", value=[]),
         "hostscale:vms.hosts must be a non-empty list of hosts, got []",
         id="empty host list",
     ),
     pytest.param(
-        host_key(2, "name", "hv2"),
+        vms_edit("hosts", 2, "name", value="hv2"),
         "hostscale:vms.hosts[2].name is 'hv2', the same as hostscale:vms.hosts[1].name",
         id="two hosts one name",
     ),
     pytest.param(
-        host_key(2, "name", "HV 3"),
+        vms_edit("hosts", 2, "name", value="HV 3"),
         "hostscale:vms.hosts[2].name must be lowercase letters, digits and dashes (at most 20), got 'HV 3'",
         id="host name unfit for resource names",
     ),
     pytest.param(
-        host_key(2, "libvirt_uri", "qemu+ssh://hostscale@192.168.50.12/system"),
+        vms_edit("hosts", 2, "libvirt_uri", value="qemu+ssh://hostscale@192.168.50.12/system"),
         "hostscale:vms.hosts[2].libvirt_uri is qemu+ssh://hostscale@192.168.50.12/system, the same hypervisor "
         "as hostscale:vms.hosts[1]",
         id="two hosts one hypervisor",
     ),
     pytest.param(
-        host_key(2, "network_cidr", "10.77.0.0/16"),
+        vms_edit("hosts", 2, "network_cidr", value="10.77.0.0/16"),
         "hostscale:vms.hosts[2].network_cidr 10.77.0.0/16 overlaps hostscale:vms.hosts[0].network_cidr 10.77.1.0/24",
         id="overlapping VM networks",
     ),
     pytest.param(
-        host_key(1, "network_mode", "nat"),
+        vms_edit("hosts", 1, "network_mode", value="nat"),
         "hostscale:vms.hosts[1].network_mode is nat but workers on different hosts must reach each other: set "
         "route, and route each host's network_cidr to that host (README: More than one hypervisor host)",
         id="NAT network across hosts",
     ),
     pytest.param(
-        host_key(1, "network_mode", "bridge"),
+        vms_edit("hosts", 1, "network_mode", value="bridge"),
         "hostscale:vms.hosts[1].network_mode must be one of nat, route, got 'bridge'",
         id="unknown network mode",
     ),
@@ -390,45 +385,51 @@ INVALID_MULTIHOST = [
         id="manager's host not first",
     ),
     pytest.param(
-        host_key(1, "ssh_host_key", None),
+        vms_edit("hosts", 1, "ssh_host_key", value=None),
         "hostscale:vms.hosts[1].ssh_host_key is required for qemu+ssh://hostscale@192.168.50.12/system: the "
         "autoscaler connects with strict host key checking (the host's public key, e.g. from "
         "/etc/ssh/ssh_host_ed25519_key.pub on that host)",
         id="remote host without its host key",
     ),
     pytest.param(
-        host_key(1, "ssh_host_key", "ssh-rsa " + LOCAL_KEY.split()[1]),
+        vms_edit("hosts", 1, "ssh_host_key", value="ssh-rsa " + LOCAL_KEY.split()[1]),
         "hostscale:vms.hosts[1].ssh_host_key must be a public host key (TYPE BASE64, e.g. ssh-ed25519 AAAA...), "
         f"got 'ssh-rsa {LOCAL_KEY.split()[1]}'",
         id="host key whose type does not match its data",
     ),
     pytest.param(
-        host_key(1, "ssh_host_key", "ssh-ed25519 not-base64!"),
+        vms_edit("hosts", 1, "ssh_host_key", value="ssh-ed25519 not-base64!"),
         "hostscale:vms.hosts[1].ssh_host_key must be a public host key (TYPE BASE64, e.g. ssh-ed25519 AAAA...), "
         "got 'ssh-ed25519 not-base64!'",
         id="host key that is not base64",
     ),
     pytest.param(
-        host_key(0, "ssh_host_key", LOCAL_KEY),
+        vms_edit("hosts", 0, "ssh_host_key", value=LOCAL_KEY),
         "hostscale:vms.hosts[0].ssh_host_key is set but hostscale:vms.hosts[0].libvirt_uri is qemu:///system: "
         "only qemu+ssh hosts are reached over SSH",
         id="host key for the local hypervisor",
     ),
     pytest.param(
-        host_key(2, "libvirt_uri", "qemu+ssh://192.168.50.13/system?keyfile=/root/key"),
+        vms_edit("hosts", 2, "libvirt_uri", value="qemu+ssh://192.168.50.13/system?keyfile=/root/key"),
         "hostscale:vms.hosts[2].libvirt_uri must be qemu:///system or qemu+ssh://USER@HOST[:PORT]/system, "
         "got 'qemu+ssh://192.168.50.13/system?keyfile=/root/key'",
         id="remote URI without user, with parameters",
     ),
     pytest.param(
-        vms_key("ssh_identity_file", None),
+        vms_edit("hosts", 2, "libvirt_uri", value="qemu+ssh://hostscale@192.168.50.13:ssh/system"),
+        "hostscale:vms.hosts[2].libvirt_uri must be qemu:///system or qemu+ssh://USER@HOST[:PORT]/system, "
+        "got 'qemu+ssh://hostscale@192.168.50.13:ssh/system'",
+        id="remote URI with a port that is not a number",
+    ),
+    pytest.param(
+        vms_edit("ssh_identity_file", value=None),
         "hostscale:vms.ssh_identity_file is required: hostscale:vms.hosts[1].libvirt_uri is "
         "qemu+ssh://hostscale@192.168.50.12/system and the autoscaler powers VMs there over SSH (a private key "
         "on this host, readable by the autoscaler's user)",
         id="no key for the autoscaler",
     ),
     pytest.param(
-        host_key(2, "network_cidr", "10.77.3.0/29"),
+        vms_edit("hosts", 2, "network_cidr", value="10.77.3.0/29"),
         "hostscale:vms.hosts[2].network_cidr is 10.77.3.0/29: too small for 2 VMs",
         id="host network too small for its share",
     ),
