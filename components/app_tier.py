@@ -50,14 +50,7 @@ class AppTier(pulumi.ComponentResource):
                     env={"DB_HOST": args.db_service_name, "PORT": str(settings.port)},
                     secrets=[password_file(args.db_secret)],
                     stop_grace_period=f"{settings.stop_grace_s}s",
-                    # The image's own probe, stated in the spec so the policy pack (and a reader) sees it.
-                    healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
-                        tests=["CMD", "bash", "-c", _probe(settings.port)],
-                        interval="1s",
-                        timeout="5s",
-                        retries=5,
-                        start_period="30s",
-                    ),
+                    healthcheck=liveness_check(settings.port),
                 ),
                 networks_advanceds=[
                     docker.ServiceTaskSpecNetworksAdvancedArgs(id=args.web_network.id),
@@ -90,6 +83,26 @@ class AppTier(pulumi.ComponentResource):
             ),
         )
         self.register_outputs({"service_name": self.service_name})
+
+
+def liveness_check(port: int) -> docker.ServiceTaskSpecContainerSpecHealthcheckArgs:
+    """The image's own probe, stated in the spec so the policy pack and a reader see it.
+
+    Swarm's health check answers "is this process hung?": an unhealthy task is killed and replaced, so it must
+    never fire on a replica that is merely busy. HAProxy's own check decides who gets traffic
+    (components/haproxy_cfg.py), and its per-replica maxconn keeps a replica's backlog short enough that
+    /healthz answers within seconds. So a probe may take 10 s, only ten misses in a row (about two minutes
+    without an answer) mark a replica unhealthy, and a slow start (a VM under software emulation) has two
+    minutes. The interval stays 1 s because Swarm publishes a task in DNS, where HAProxy finds it, only after
+    its first passing check, and engines before 25.0 run the first check one interval after the start.
+    """
+    return docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
+        tests=["CMD", "bash", "-c", _probe(port)],
+        interval="1s",
+        timeout="10s",
+        retries=10,
+        start_period="120s",
+    )
 
 
 def _probe(port: int) -> str:

@@ -39,6 +39,7 @@ class LoadBalancerConfig:
     stats_port: int
     server_maxconn: int  # per replica: beyond it requests wait in HAProxy's queue, not in the app
     queue_timeout_s: int
+    queue_max: int  # requests waiting for a free replica; more are refused at once with 503 + Retry-After
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ def _load_balancer(section: _Section) -> LoadBalancerConfig:
         stats_port=section.port("stats_port", 8404),
         server_maxconn=section.bounded("server_maxconn", 32, 1, 1000),
         queue_timeout_s=section.bounded("queue_timeout_seconds", 10, 1, 300),
+        queue_max=section.bounded("queue_max", 256, 1, 100_000),
     )
     section.done()
     return config

@@ -16,6 +16,7 @@ class HAProxySettings:
     slots: str  # server-template size: the most replicas the backend can ever hold
     server_maxconn: str  # per replica; beyond it requests queue in HAProxy
     queue_timeout_s: str
+    queue_max: str  # requests waiting for a replica beyond this are refused at once (503 + Retry-After)
     frontend_bind: str = ":8080"
     metrics_bind: str = ":8404"
 
@@ -27,6 +28,7 @@ IMAGE_DEFAULT = HAProxySettings(
     slots='"${HAPROXY_BACKEND_SLOTS}"',
     server_maxconn='"${HAPROXY_SERVER_MAXCONN}"',
     queue_timeout_s="10",
+    queue_max='"${HAPROXY_QUEUE_MAX}"',
     frontend_bind='"${HAPROXY_FRONTEND_BIND}"',
     metrics_bind='"${HAPROXY_METRICS_BIND}"',
 )
@@ -73,13 +75,22 @@ resolvers docker
 
 frontend web
     bind {frontend_bind}
+    # A tier at its capacity queues the excess (each request for at most `timeout queue`); past the queue's bound
+    # it refuses at once, so clients back off instead of piling up behind replicas that are already full.
+    http-request return status 503 content-type application/json string '{{"error": {{"status": 503, "message": "every replica is busy; retry shortly"}}}}' hdr Retry-After 1 if {{ queue(app) ge {queue_max} }}
     default_backend app
 
 backend app
     balance leastconn
+    # Readiness, not liveness: it only decides whether a replica gets traffic. A busy replica answers its check
+    # late, not never: a check may take 3 s, and a replica leaves the pool after three missed checks in a row.
+    # (Swarm's own health check is the liveness probe, and it is far more patient: components/app_tier.py.)
     option httpchk GET /healthz
     http-check expect status 200
-    default-server check inter 1s fall 2 rise 1 maxconn {server_maxconn}
+    timeout check 3s
+    default-server check inter 1s fall 3 rise 1 maxconn {server_maxconn}
+    # What HAProxy itself answers when no replica can take a request (none UP, or the queue timed out).
+    http-error status 503 content-type application/json string '{{"error": {{"status": 503, "message": "no replica could take the request; retry shortly"}}}}' hdr Retry-After 1
     server-template app- {slots} {address} resolvers docker init-addr none resolve-prefer ipv4
 
 frontend stats
@@ -102,6 +113,7 @@ def render_haproxy_cfg(
     return _TEMPLATE.format(
         title=title,
         queue_timeout_s=settings.queue_timeout_s,
+        queue_max=settings.queue_max,
         frontend_bind=settings.frontend_bind,
         server_maxconn=settings.server_maxconn,
         slots=settings.slots,

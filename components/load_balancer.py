@@ -44,6 +44,7 @@ class LoadBalancer(pulumi.ComponentResource):
                 slots=str(args.slots),
                 server_maxconn=str(s.server_maxconn),
                 queue_timeout_s=str(s.queue_timeout_s),
+                queue_max=str(s.queue_max),
                 # Inside its own network namespace; what the host exposes is decided by the published ports.
                 frontend_bind=f":{FRONTEND_PORT}",
                 metrics_bind=f":{METRICS_PORT}",

@@ -3,7 +3,9 @@ returns, and its metrics stay on loopback unless opened."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -88,3 +90,80 @@ def _listening(container: Container) -> set[str]:
     assert code == 0
     rows = [line.split() for line in output.decode().splitlines()[1:]]
     return {row[1] for row in rows if row[3] == "0A"}
+
+
+def _lb_in_front_of_one_replica(testbed: TestBed, maxconn: int, queue_max: int) -> tuple[Container, str, str]:
+    """HAProxy (the image's default config) in front of one ready replica: (replica, url, metrics url)."""
+    testbed.postgres()
+    replica = testbed.app("app-0")
+    wait_ready(published_url(replica))
+    lb = testbed.run(
+        "haproxy",
+        "lb",
+        environment={
+            "HAPROXY_BACKEND_HOST": "app",
+            "HAPROXY_METRICS_BIND": ":8404",
+            "HAPROXY_SERVER_MAXCONN": str(maxconn),
+            "HAPROXY_QUEUE_MAX": str(queue_max),
+        },
+        ports={"8080/tcp": ("127.0.0.1", None), "8404/tcp": ("127.0.0.1", None)},
+    )
+    url, metrics = published_url(lb, "8080/tcp"), published_url(lb, "8404/tcp") + "/metrics"
+    wait_for("the replica UP behind HAProxy", lambda: _get(url, "/healthz") == 200, 30)
+    return replica, url, metrics
+
+
+def _get(url: str, path: str) -> int | None:
+    try:
+        return httpx.get(f"{url}{path}", timeout=5).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def _metric(metrics_url: str, name: str, proxy: str = "app") -> float:
+    text = httpx.get(metrics_url, timeout=5).text
+    label = f'proxy="{proxy}"'
+    values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + "{") and label in line]
+    assert values, f"HAProxy exposes no {name} for {proxy}"
+    return sum(float(value) for value in values)
+
+
+def test_a_replica_that_answers_late_stays_in_rotation(testbed: TestBed) -> None:
+    """A replica frozen for 2.5 s (a busy one answers late, not never) keeps its place: the requests sent meanwhile
+    wait and succeed, and HAProxy never marks it DOWN (it did with a 1 s check timeout and two misses)."""
+    replica, url, metrics = _lb_in_front_of_one_replica(testbed, maxconn=8, queue_max=64)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        replica.pause()
+        try:
+            pending = [pool.submit(_get, url, "/api/work?ms=1") for _ in range(6)]
+            time.sleep(2.5)
+        finally:
+            replica.unpause()
+        codes = [future.result() for future in pending]
+    assert codes == [200] * 6, codes
+    assert _metric(metrics, "haproxy_server_check_up_down_total") == 0, "the replica was marked DOWN"
+
+
+def test_beyond_the_queue_bound_requests_are_refused_at_once_with_retry_after(testbed: TestBed) -> None:
+    """One slot and two places in the queue: with the replica frozen, the first three requests wait and are served
+    once it answers again; the other three are refused while it is still frozen, with 503 and Retry-After."""
+    replica, url, metrics = _lb_in_front_of_one_replica(testbed, maxconn=1, queue_max=2)
+    refused: list[httpx.Response] = []
+    with httpx.Client(base_url=url, timeout=30) as client, ThreadPoolExecutor(max_workers=3) as pool:
+        replica.pause()
+        try:
+            accepted = [pool.submit(client.get, "/api/work", params={"ms": 1}) for _ in range(3)]
+            # One in the replica's slot, two in the queue: the bound is reached.
+            wait_for(
+                "three requests in HAProxy",
+                lambda: _metric(metrics, "haproxy_frontend_current_sessions", "web") >= 3,
+                10,
+                0.05,
+            )
+            refused = [client.get("/api/work", params={"ms": 1}) for _ in range(3)]
+        finally:
+            replica.unpause()
+        served = [future.result() for future in accepted]
+    assert [r.status_code for r in served] == [200, 200, 200]
+    assert [(r.status_code, r.headers.get("retry-after")) for r in refused] == [(503, "1")] * 3
+    assert refused[0].json() == {"error": {"status": 503, "message": "every replica is busy; retry shortly"}}

@@ -90,7 +90,9 @@ class TestBed:
         wait_healthy(container, 90)
         return container
 
-    def app(self, role: str, publish: bool = True, env: dict[str, str] | None = None) -> Container:
+    def app(
+        self, role: str, publish: bool = True, env: dict[str, str] | None = None, **kwargs: Any
+    ) -> Container:
         return self.run(
             "app",
             role,
@@ -98,6 +100,7 @@ class TestBed:
             volumes=self.secret_mount(),
             ports={"8000/tcp": ("127.0.0.1", None)} if publish else {},
             environment={"DB_HOST": "postgres", **(env or {})},
+            **kwargs,
         )
 
     def teardown(self) -> None:
