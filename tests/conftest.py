@@ -15,7 +15,7 @@ import docker
 import pytest
 
 from images.build import build_all
-from tests.support.containers import TestBed
+from testbed.containers import TestBed
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.validation import MAX_BODY_BYTES, MAX_ITEM_ID, MAX_PAYLOAD_BYTES
-from tests.support.containers import TestBed, published_url, wait_ready
+from testbed.containers import TestBed, published_url, wait_ready
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import time
 
 import httpx
 
-from tests.support.containers import TestBed, published_url, wait_for, wait_ready
+from testbed.containers import TestBed, published_url, wait_ready
+from testbed.waiting import wait_for
 
 # The app's database budget is 0.8 s; the issue promises a 503 within 1 s.
 PROMISED_S = 1.0

@@ -8,7 +8,8 @@ import time
 
 import httpx
 
-from tests.support.containers import TestBed, published_url, wait_for, wait_ready
+from testbed.containers import TestBed, published_url, wait_ready
+from testbed.waiting import wait_for
 
 GRACE_S = 2.0
 

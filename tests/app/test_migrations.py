@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app.schema import load_migrations
-from tests.support.containers import TestBed, container_ip, published_url, wait_ready
-from tests.support.postgres import query
+from testbed.containers import TestBed, container_ip, published_url, wait_ready
+from testbed.postgres import query
 
 REPLICAS = 6
 

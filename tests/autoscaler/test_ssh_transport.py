@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from components.autoscaler import SSH_CONFIG
-from tests.support.sshd import RemoteHypervisor, keypair, loopback_sshd, run_in_autoscaler
+from testbed.sshd import RemoteHypervisor, keypair, loopback_sshd, run_in_autoscaler
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import time
 
 from components.app_tier import liveness_check
 from harness.engine_apply import _duration_ns
-from tests.support.containers import TestBed, health, published_url, wait_healthy, wait_ready
+from testbed.containers import TestBed, health, published_url, wait_healthy, wait_ready
 
 STALL_S = 40  # the old check (5 s timeout, 5 misses) declared a replica unhealthy after ~30 s without answers
 

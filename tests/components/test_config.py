@@ -10,7 +10,7 @@ import pytest
 
 from components.config import ConfigError, load_stack_config
 from harness.program import stack_config
-from tests.support.pulumi_program import RecordingMocks, run_program
+from harness.recording import RecordingMocks, run_program
 
 
 def getter(config: dict[str, Any]) -> Any:

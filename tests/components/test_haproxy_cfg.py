@@ -11,8 +11,8 @@ import pytest
 
 from components.haproxy_cfg import image_default_cfg
 from harness.program import stack_config
+from harness.recording import run_program
 from images.build import ROOT
-from tests.support.pulumi_program import run_program
 
 
 def haproxy_check(client: docker.DockerClient, image: str, cfg: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ import yaml
 from autoscaler.policy import load_policy
 from components.app_tier import REPLICAS_PROPERTY
 from harness.program import stack_config
-from tests.support.pulumi_program import FAKE_JOIN_TOKEN, FAKE_PASSWORD, ProgramRun, run_program
+from harness.recording import FAKE_JOIN_TOKEN, FAKE_PASSWORD, ProgramRun, run_program
 
 STACKS = ["local", "lab", "lab-emulated", "multihost"]
 

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from docker.models.containers import Container
 
-from tests.support.containers import TestBed, published_url, wait_for, wait_ready
+from testbed.containers import TestBed, published_url, wait_ready
+from testbed.waiting import wait_for
 
 
 def test_haproxy_default_config_passes_haproxy_check(testbed: TestBed) -> None:

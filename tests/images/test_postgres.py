@@ -7,8 +7,9 @@ import asyncio
 import asyncpg
 import pytest
 
-from tests.support.containers import TestBed, container_ip, wait_for
-from tests.support.postgres import query
+from testbed.containers import TestBed, container_ip
+from testbed.postgres import query
+from testbed.waiting import wait_for
 
 
 def test_postgres_first_start_creates_role_and_database_with_checksums(testbed: TestBed) -> None:

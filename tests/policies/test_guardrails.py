@@ -22,8 +22,8 @@ from pulumi_policy import (
 )
 
 from harness.program import ROOT, stack_config
+from harness.recording import Declared, run_program
 from policies.guardrails import POLICIES
-from tests.support.pulumi_program import Declared, run_program
 
 OPTIONS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
 

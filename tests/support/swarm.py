@@ -16,7 +16,8 @@ import docker
 from docker.models.containers import Container
 from docker.types import EndpointSpec, Mount, SecretReference, ServiceMode
 
-from tests.support.containers import LABEL, published_url, wait_for
+from testbed.containers import LABEL, published_url
+from testbed.waiting import wait_for
 
 
 def ensure_swarm(client: docker.DockerClient) -> bool:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from harness import dev_stack
-from tests.support.containers import wait_for
+from testbed.waiting import wait_for
 
 PREFIX = "hostscale"
 

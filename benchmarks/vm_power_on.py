@@ -2,9 +2,9 @@
 by a replica on that VM through HAProxy. Deploys the lab-emulated stack (or another lab stack) with the warm
 pool parked the chosen way, runs the cycle several times, tears the stack down.
 
-    uv run python -m loadtests.vm_power_on --warm-pool suspended --runs 3
-    uv run python -m loadtests.vm_power_on --warm-pool stopped --runs 3
-    uv run python -m loadtests.vm_power_on --stack lab --warm-pool suspended --clients 80   # on a KVM host
+    uv run python -m benchmarks.vm_power_on --warm-pool suspended --runs 3
+    uv run python -m benchmarks.vm_power_on --warm-pool stopped --runs 3
+    uv run python -m benchmarks.vm_power_on --stack lab --warm-pool suspended --clients 80   # on a KVM host
 
 Each run: 12 clients (--clients) of /api/work?ms=100 against the running workers (lab-emulated: one, holding 2
 replicas; the lab stack's two hold 8, so it needs --clients 80 at 8 sessions per replica); the autoscaler asks
@@ -30,8 +30,8 @@ import httpx
 from autoscaler.vms import Virsh, node_hostname
 from harness import dev_stack
 from harness.program import stack_config
-from tests.support.containers import wait_for
-from tests.support.load import Load
+from testbed.load import Load
+from testbed.waiting import wait_for
 
 STATUS = "http://127.0.0.1:9100"
 URL = "http://127.0.0.1:8080"

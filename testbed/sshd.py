@@ -17,7 +17,7 @@ import docker
 
 from components.autoscaler import KNOWN_HOSTS_PATH, SSH_CONFIG_PATH, SSH_KEY_PATH
 from components.config import HypervisorHostConfig
-from tests.support.swarm import free_loopback_port
+from testbed.ports import free_loopback_port
 
 AUTOSCALER_UID = 10002
 

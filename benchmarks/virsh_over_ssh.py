@@ -5,7 +5,7 @@ libvirt connection: over qemu+ssh that is an SSH handshake per call unless the s
 (ControlMaster in the component's ssh_config). Measured inside the autoscaler's own image, against this host's
 libvirt behind a loopback sshd (tests/support/sshd.py), so the figures leave out the LAN's round trips.
 
-    uv run python -m loadtests.virsh_over_ssh --calls 50
+    uv run python -m benchmarks.virsh_over_ssh --calls 50
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import docker
 
 from components.autoscaler import SSH_CONFIG
 from images.build import build_all
-from tests.support.sshd import loopback_sshd, run_in_autoscaler
+from testbed.sshd import loopback_sshd, run_in_autoscaler
 
 # Runs in the image: times `calls` sequential virsh calls, prints the milliseconds as JSON on the last line.
 TIMER = """

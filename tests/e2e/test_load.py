@@ -24,7 +24,7 @@ import pytest
 from harness import dev_stack
 from harness.program import ROOT
 from loadtests.report import make_report
-from tests.support.containers import wait_for
+from testbed.waiting import wait_for
 
 PREFIX = "hostscale"
 MIN_REPLICAS = 2

@@ -14,9 +14,10 @@ import httpx
 import pytest
 
 from autoscaler.swarm import SwarmService
-from tests.support.containers import wait_for
-from tests.support.load import Load
-from tests.support.swarm import SwarmPath, ensure_swarm, free_loopback_port
+from testbed.load import Load
+from testbed.ports import free_loopback_port
+from testbed.waiting import wait_for
+from tests.support.swarm import SwarmPath, ensure_swarm
 
 POLICY = {
     "replicas": {"min": 2, "max": 5},

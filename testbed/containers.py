@@ -7,8 +7,6 @@ removes exactly those, so a failed test leaves nothing behind for the next one.
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +14,9 @@ import docker
 import httpx
 from docker.models.containers import Container
 
+from testbed.waiting import wait_for
+
 LABEL = "dev.hostscale.test-run"
-
-
-class Deadline:
-    """A bounded wait: every polling loop in the tests has one, so nothing waits forever."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
-
-    def expired(self) -> bool:
-        return time.monotonic() >= self.end
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 60.0, every_s: float = 0.2) -> None:
-    deadline = Deadline(timeout_s)
-    while not deadline.expired():
-        if check():
-            return
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 class TestBed:

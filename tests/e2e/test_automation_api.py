@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from images.build import ROOT
-from tests.support.containers import wait_for
+from testbed.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pulumi") is None,

@@ -19,8 +19,8 @@ import pytest
 from autoscaler.vms import Virsh, node_hostname
 from harness import dev_stack
 from harness.program import ROOT
-from tests.support.containers import wait_for
-from tests.support.load import Load
+from testbed.load import Load
+from testbed.waiting import wait_for
 
 STACK = "lab-emulated"
 PREFIX = "hsemu"

@@ -1,7 +1,7 @@
 """Reaction time of the autoscaler: from the moment load crosses the rule to the first new replica serving
 a request through HAProxy. Median of several runs on the request path in Swarm mode.
 
-    uv run python -m loadtests.reaction_time [--runs 5] [--interval 2]
+    uv run python -m benchmarks.reaction_time [--runs 5] [--interval 2]
 
 Each run starts from the minimum (2 replicas, both UP), starts 12 clients of /api/work?ms=50 (6 sessions
 per replica against a target of 2: the rule is crossed by the first requests), and records
@@ -24,9 +24,10 @@ import docker
 import httpx
 
 from images.build import build_all
-from tests.support.containers import wait_for
-from tests.support.load import Load
-from tests.support.swarm import SwarmPath, ensure_swarm, free_loopback_port
+from testbed.load import Load
+from testbed.ports import free_loopback_port
+from testbed.waiting import wait_for
+from tests.support.swarm import SwarmPath, ensure_swarm
 
 
 def policy(interval_s: float) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from collections import Counter
 
 import httpx
 
-from tests.support.containers import Deadline
+from testbed.waiting import Deadline
 
 
 class Load:
