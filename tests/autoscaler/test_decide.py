@@ -113,6 +113,9 @@ CASES = [
     case("percent step limit", obs(8, sessions_per_replica=40),
          12, "up", "rule 'sessions': 40 vs target 10 asks for 32", "limited by max step up (4)",
          policy=make_policy(replicas=UP_TO_40, scale_up={"max_step": None, "max_step_percent": 50})),
+    case("a percent step limit rounds up", obs(3, sessions_per_replica=40),
+         5, "up", "rule 'sessions': 40 vs target 10 asks for 12", "limited by max step up (2)",
+         policy=make_policy(replicas=UP_TO_40, scale_up={"max_step": None, "max_step_percent": 50})),
     case("the most permissive step limit applies", obs(6, sessions_per_replica=40),
          12, "up", "rule 'sessions': 40 vs target 10 asks for 24", "limited by max step up (6)",
          policy=make_policy(replicas=UP_TO_40, scale_up={"max_step": 2, "max_step_percent": 100})),
@@ -165,6 +168,12 @@ CASES = [
          obs(0, response_time_ms=0, queued_requests=4, requests_per_second_per_replica=0),
          1, "up", "rule 'queue' fired: 4 > 0 for 10 s",
          policy=make_policy(replicas={"min": 0, "max": 4}, targets=[], steps=[P95_HIGH, QUEUE, IDLE]),
+         history=seen((11, {"queued_requests": 2}), current=0)),
+    case("from zero a percent step limit still allows one replica",
+         obs(0, queued_requests=4),
+         1, "up", "rule 'queue' fired: 4 > 0 for 10 s", "limited by max step up (1)",
+         policy=make_policy(replicas={"min": 0, "max": 4}, targets=[], steps=[{**QUEUE, "add": 2}],
+                            scale_up={"max_step": None, "max_step_percent": 50}),
          history=seen((11, {"queued_requests": 2}), current=0)),
 
     # Several rules: every rule votes, the largest count wins.
