@@ -40,8 +40,9 @@ def policies(draw: st.DrawFn) -> Policy:
 
 
 @st.composite
-def observations(draw: st.DrawFn, current: int | None = None) -> Observation:
-    count = draw(st.integers(0, 25)) if current is None else current
+def observations(draw: st.DrawFn) -> Observation:
+    """Any observation: counts inside and outside a policy's bounds, metrics fresh, stale, partial or absent."""
+    count = draw(st.integers(0, 25))
     metrics = draw(
         st.dictionaries(
             st.sampled_from(["sessions_per_replica", "queued_requests"]), st.floats(0, 1000, allow_nan=False)
@@ -49,6 +50,18 @@ def observations(draw: st.DrawFn, current: int | None = None) -> Observation:
     )
     age = draw(st.one_of(st.none(), st.floats(0, 20)))
     return Observation(None if age is None else NOW - age, count, draw(st.integers(0, count)), metrics)
+
+
+@st.composite
+def observations_to_act_on(draw: st.DrawFn, policy: Policy) -> Observation:
+    """An observation decide() scales on: a count inside the policy's bounds, fresh metrics, a replica ready.
+    Drawn from `observations()` alone, most examples are out of bounds or held and never take a step."""
+    count = draw(st.integers(max(policy.min_replicas, 1), policy.max_replicas))
+    metrics = {"sessions_per_replica": draw(st.floats(0, 1000, allow_nan=False))}
+    if draw(st.booleans()):
+        metrics["queued_requests"] = draw(st.floats(0, 1000, allow_nan=False))
+    age = draw(st.floats(0, policy.metrics_max_age_s))
+    return Observation(NOW - age, count, draw(st.integers(1, count)), metrics)
 
 
 @st.composite
@@ -60,6 +73,9 @@ def histories(draw: st.DrawFn) -> History:
 
 
 def step_limit(policy: Policy, current: int, up: bool) -> int | None:
+    """The limit on one step as the policy documents it (each configured limit permits a step, the most
+    permissive wins, a percent limit permits at least one replica), in exact integer arithmetic: the percents
+    drawn are whole numbers, so rounding up needs no float as decide() uses."""
     direction = policy.scale_up if up else policy.scale_down
     limits = [direction.max_step] if direction.max_step is not None else []
     if direction.max_step_percent is not None:
@@ -77,10 +93,9 @@ def test_count_always_stays_within_min_and_max(
 
 
 @settings(max_examples=400)
-@given(policy=policies(), observation=observations(), history=histories())
-def test_one_step_never_exceeds_the_max_step(
-    policy: Policy, observation: Observation, history: History
-) -> None:
+@given(data=st.data(), policy=policies(), history=histories())
+def test_one_step_never_exceeds_the_max_step(data: st.DataObject, policy: Policy, history: History) -> None:
+    observation = data.draw(st.one_of(observations(), observations_to_act_on(policy)))
     current = observation.current
     if not policy.min_replicas <= current <= policy.max_replicas:
         return  # bringing an out-of-bounds count back within bounds is not a step

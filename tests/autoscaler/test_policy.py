@@ -9,6 +9,7 @@ import pytest
 from autoscaler.policy import PolicyError, load_policy
 
 SESSIONS = {"name": "sessions", "metric": "sessions_per_replica", "target": 10}
+STEP_S = {"name": "s", "metric": "queued_requests"}  # the malformed step rules below start alike
 
 
 def raw(**overrides: Any) -> dict[str, Any]:
@@ -50,112 +51,59 @@ def test_load_policy_reads_step_rules_both_ways() -> None:
     ]
 
 
+def invalid(id: str, policy: Any, message: str) -> Any:
+    return pytest.param(policy, message, id=id)
+
+
+# Rows: id, the policy (read with the prefix hostscale:autoscaler), the exact error.
+# fmt: off
 INVALID = [
-    pytest.param(
-        raw(replicas={"min": 5, "max": 3}),
-        "hostscale:autoscaler.replicas.min is 5 but hostscale:autoscaler.replicas.max is 3",
-        id="min above max",
-    ),
-    pytest.param(raw(replicas={"max": 3}), "hostscale:autoscaler.replicas.min is required", id="min missing"),
-    pytest.param(
-        raw(replicas={"min": -1, "max": 3}),
-        "hostscale:autoscaler.replicas.min must be at least 0, got -1",
-        id="negative min",
-    ),
-    pytest.param(
-        raw(replicas={"min": 1, "max": "ten"}),
-        "hostscale:autoscaler.replicas.max must be an integer, got 'ten'",
-        id="max not an integer",
-    ),
-    pytest.param(
-        raw(replicas={"min": 1.5, "max": 3}),
-        "hostscale:autoscaler.replicas.min must be an integer, got 1.5",
-        id="fractional min",
-    ),
-    pytest.param(
-        raw(interval_seconds=0.2),
-        "hostscale:autoscaler.interval_seconds is 0.2 but must be at least 0.5",
-        id="interval too short",
-    ),
-    pytest.param(
-        raw(targets=[{"name": "x", "metric": "cpu", "target": 1}]),
-        "hostscale:autoscaler.targets[0].metric is 'cpu', not a known metric (queued_requests, requests_per_second_per_replica, response_time_ms, sessions_per_replica)",
-        id="unknown metric",
-    ),
-    pytest.param(
-        raw(targets=[{"name": "x", "metric": "sessions_per_replica", "target": 0}]),
-        "hostscale:autoscaler.targets[0].target must be positive, got 0",
-        id="zero target",
-    ),
-    pytest.param(
-        raw(targets=[{"name": "x", "metric": "sessions_per_replica", "target": 5, "taget": 1}]),
-        "hostscale:autoscaler.targets[0].taget is not a known setting",
-        id="misspelt key in a rule",
-    ),
-    pytest.param(
-        raw(maximum=3), "hostscale:autoscaler.maximum is not a known setting", id="unknown top-level key"
-    ),
-    pytest.param(
-        raw(targets=[], steps=[]),
-        "hostscale:autoscaler.targets and hostscale:autoscaler.steps are both empty: nothing to scale on",
-        id="no rules",
-    ),
-    pytest.param(
-        raw(steps=[{"name": "s", "metric": "queued_requests", "above": 0, "below": 9, "add": 1}]),
-        "hostscale:autoscaler.steps[0] needs exactly one of above or below, got {'name': 's', 'metric': 'queued_requests', 'above': 0, 'below': 9, 'add': 1}",
-        id="step with above and below",
-    ),
-    pytest.param(
-        raw(steps=[{"name": "s", "metric": "queued_requests", "above": 0}]),
-        "hostscale:autoscaler.steps[0] needs exactly one of add or remove, got {'name': 's', 'metric': 'queued_requests', 'above': 0}",
-        id="step without a change",
-    ),
-    pytest.param(
-        raw(steps=[{"name": "s", "metric": "queued_requests", "above": 0, "add": 0}]),
-        "hostscale:autoscaler.steps[0].add must be at least 1, got 0",
-        id="step adding zero",
-    ),
-    pytest.param(
-        raw(steps=[{"name": "sessions", "metric": "queued_requests", "above": 0, "add": 1}]),
-        "hostscale:autoscaler.targets/hostscale:autoscaler.steps: rule name 'sessions' is used twice",
-        id="duplicate rule name",
-    ),
-    pytest.param(
-        raw(tolerance=1.5),
-        "hostscale:autoscaler.tolerance is 1.5 but must be below 1",
-        id="tolerance of 150 percent",
-    ),
-    pytest.param(
-        raw(dry_run="yes"),
-        "hostscale:autoscaler.dry_run must be true or false, got 'yes'",
-        id="dry run not a boolean",
-    ),
-    pytest.param(
-        raw(metrics_max_age_seconds=1),
-        "hostscale:autoscaler.metrics_max_age_seconds is 1 but hostscale:autoscaler.interval_seconds is 2: every observation would be stale",
-        id="max age shorter than interval",
-    ),
-    pytest.param(
-        raw(scale_down={"cooldown_seconds": -5}),
-        "hostscale:autoscaler.scale_down.cooldown_seconds must be at least 0.0, got -5",
-        id="negative cooldown",
-    ),
-    pytest.param(
-        raw(scale_up={"max_step": 0}),
-        "hostscale:autoscaler.scale_up.max_step must be at least 1, got 0",
-        id="zero max step",
-    ),
-    pytest.param(
-        raw(scale_up=[1]),
-        "hostscale:autoscaler.scale_up must be a mapping, got [1]",
-        id="direction not a mapping",
-    ),
-    pytest.param(
-        ["not", "a", "mapping"],
-        "hostscale:autoscaler must be a mapping, got ['not', 'a', 'mapping']",
-        id="policy not a mapping",
-    ),
+    invalid("min above max", raw(replicas={"min": 5, "max": 3}),
+            "hostscale:autoscaler.replicas.min is 5 but hostscale:autoscaler.replicas.max is 3"),
+    invalid("min missing", raw(replicas={"max": 3}),
+            "hostscale:autoscaler.replicas.min is required"),
+    invalid("negative min", raw(replicas={"min": -1, "max": 3}),
+            "hostscale:autoscaler.replicas.min must be at least 0, got -1"),
+    invalid("max not an integer", raw(replicas={"min": 1, "max": "ten"}),
+            "hostscale:autoscaler.replicas.max must be an integer, got 'ten'"),
+    invalid("fractional min", raw(replicas={"min": 1.5, "max": 3}),
+            "hostscale:autoscaler.replicas.min must be an integer, got 1.5"),
+    invalid("interval too short", raw(interval_seconds=0.2),
+            "hostscale:autoscaler.interval_seconds is 0.2 but must be at least 0.5"),
+    invalid("unknown metric", raw(targets=[{"name": "x", "metric": "cpu", "target": 1}]),
+            "hostscale:autoscaler.targets[0].metric is 'cpu', not a known metric (queued_requests, requests_per_second_per_replica, response_time_ms, sessions_per_replica)"),
+    invalid("zero target", raw(targets=[{"name": "x", "metric": "sessions_per_replica", "target": 0}]),
+            "hostscale:autoscaler.targets[0].target must be positive, got 0"),
+    invalid("misspelt key in a rule", raw(targets=[{"name": "x", "metric": "sessions_per_replica", "target": 5, "taget": 1}]),
+            "hostscale:autoscaler.targets[0].taget is not a known setting"),
+    invalid("unknown top-level key", raw(maximum=3),
+            "hostscale:autoscaler.maximum is not a known setting"),
+    invalid("no rules", raw(targets=[], steps=[]),
+            "hostscale:autoscaler.targets and hostscale:autoscaler.steps are both empty: nothing to scale on"),
+    invalid("step with above and below", raw(steps=[{**STEP_S, "above": 0, "below": 9, "add": 1}]),
+            "hostscale:autoscaler.steps[0] needs exactly one of above or below, got {'name': 's', 'metric': 'queued_requests', 'above': 0, 'below': 9, 'add': 1}"),
+    invalid("step without a change", raw(steps=[{**STEP_S, "above": 0}]),
+            "hostscale:autoscaler.steps[0] needs exactly one of add or remove, got {'name': 's', 'metric': 'queued_requests', 'above': 0}"),
+    invalid("step adding zero", raw(steps=[{**STEP_S, "above": 0, "add": 0}]),
+            "hostscale:autoscaler.steps[0].add must be at least 1, got 0"),
+    invalid("duplicate rule name", raw(steps=[{"name": "sessions", "metric": "queued_requests", "above": 0, "add": 1}]),
+            "hostscale:autoscaler.targets/hostscale:autoscaler.steps: rule name 'sessions' is used twice"),
+    invalid("tolerance of 150 percent", raw(tolerance=1.5),
+            "hostscale:autoscaler.tolerance is 1.5 but must be below 1"),
+    invalid("dry run not a boolean", raw(dry_run="yes"),
+            "hostscale:autoscaler.dry_run must be true or false, got 'yes'"),
+    invalid("max age shorter than interval", raw(metrics_max_age_seconds=1),
+            "hostscale:autoscaler.metrics_max_age_seconds is 1 but hostscale:autoscaler.interval_seconds is 2: every observation would be stale"),
+    invalid("negative cooldown", raw(scale_down={"cooldown_seconds": -5}),
+            "hostscale:autoscaler.scale_down.cooldown_seconds must be at least 0.0, got -5"),
+    invalid("zero max step", raw(scale_up={"max_step": 0}),
+            "hostscale:autoscaler.scale_up.max_step must be at least 1, got 0"),
+    invalid("direction not a mapping", raw(scale_up=[1]),
+            "hostscale:autoscaler.scale_up must be a mapping, got [1]"),
+    invalid("policy not a mapping", ["not", "a", "mapping"],
+            "hostscale:autoscaler must be a mapping, got ['not', 'a', 'mapping']"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(("policy", "message"), INVALID)
