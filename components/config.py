@@ -390,8 +390,8 @@ def _check_hosts_apart(hosts: tuple[HypervisorHostConfig, ...]) -> None:
         if host.network_mode != "route":
             raise ConfigError(
                 f"{host.key}.network_mode is {host.network_mode} but workers on different hosts must reach each "
-                "other: set route, and route each host's network_cidr to that host (README: More than one "
-                "hypervisor host)"
+                "other: set route, and route each host's network_cidr to that host (docs/multihost.md: the network "
+                "between the hosts)"
             )
 
 

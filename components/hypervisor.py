@@ -1,4 +1,4 @@
-"""Every libvirt resource of the project lives here (see DESIGN.md: a later move to the newer provider stays
+"""Every libvirt resource of the project lives here (docs/architecture.md: a later move to the newer provider stays
 local): each hypervisor host's storage pool, VM network and base image, and the pool of worker VMs.
 
 Two components, because the Swarm sits between them: the manager advertises on its own host's VM network

@@ -1,7 +1,7 @@
 """The engine-less apply harness: Pulumi mocks that apply each resource of the program to the real Docker engine
 (and run its pulumi-command steps for real), returning the real ids and outputs.
 
-The Pulumi CLI cannot be installed on these machines, so this stands in for the engine. It is strict: a resource
+The Pulumi CLI cannot be installed where this runs, so this stands in for the engine. It is strict: a resource
 type, or any property of a supported type, that it does not apply fails the run with the resource named, rather
 than being silently ignored. Every applied object is recorded so `down` removes exactly what `up` made.
 """

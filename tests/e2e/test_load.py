@@ -1,7 +1,7 @@
 """Locust runs against the local stack deployed for real (through the apply harness): the scale cycle makes the
 rules fire with zero failed requests and yields the scaling timeline; then the failure drills.
 
-Each drill prints its figures; BENCHMARKS.md and the README's reliability section record them.
+Each drill prints its figures; BENCHMARKS.md and docs/testing.md (reliability drills) record them.
 """
 
 from __future__ import annotations
