@@ -7,8 +7,9 @@ import docker
 import pulumi
 import pytest
 
-from harness.engine_apply import EngineApplyMocks, Unsupported
+from harness.engine_apply import EngineApplyMocks
 from harness.libvirt_apply import Virsh
+from harness.props import Unsupported
 
 
 def resource(typ: str, name: str, inputs: dict[str, object]) -> pulumi.runtime.MockResourceArgs:
