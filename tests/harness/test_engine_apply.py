@@ -12,7 +12,7 @@ import pulumi
 import pytest
 
 from harness.dev_stack import _stack, main, remove
-from harness.engine_apply import EngineApplyMocks
+from harness.engine_apply import EngineApplyMocks, _duration_ns
 from harness.libvirt_apply import Virsh
 from harness.props import Unsupported
 from harness.state import Applied, CommandStep, DockerObject, LibvirtObject, StateError, load, save
@@ -216,3 +216,24 @@ def test_dev_stack_refuses_a_stack_without_a_stack_file_naming_the_file(
     assert capsys.readouterr().err.splitlines()[-1] == (
         "scripts/dev-stack: error: argument stack: no stack 'nosuch': stacks/Pulumi.nosuch.yaml does not exist"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "nanoseconds"),
+    [
+        pytest.param("250ms", 250 * 10**6, id="milliseconds are read as milliseconds, not minutes"),
+        pytest.param("10s", 10 * 10**9, id="seconds"),
+        pytest.param("2m", 120 * 10**9, id="minutes"),
+        pytest.param("1h", 3600 * 10**9, id="hours"),
+        pytest.param(None, None, id="no duration is left to the engine's default"),
+    ],
+)
+def test_durations_are_applied_in_nanoseconds(text: str | None, nanoseconds: int | None) -> None:
+    assert _duration_ns(text) == nanoseconds
+
+
+@pytest.mark.parametrize("text", ["1m30s", "1.5s", "10", "s"], ids=lambda text: f"{text!r} is refused")
+def test_a_duration_the_harness_cannot_read_is_refused(text: str) -> None:
+    with pytest.raises(Unsupported) as error:
+        _duration_ns(text)
+    assert str(error.value) == f"duration {text!r} is not NNms/NNs/NNm/NNh"
