@@ -127,7 +127,7 @@ def _stack(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="scripts/dev-stack", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="scripts/dev-stack", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("stack", type=_stack, help="a stack with a stacks/Pulumi.<stack>.yaml")
