@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import docker
 import pulumi
 import pytest
 
+from harness import libvirt_apply
 from harness.dev_stack import _stack, main, remove
 from harness.engine_apply import EngineApplyMocks, _duration_ns
 from harness.libvirt_apply import Virsh
@@ -237,3 +239,62 @@ def test_a_duration_the_harness_cannot_read_is_refused(text: str) -> None:
     with pytest.raises(Unsupported) as error:
         _duration_ns(text)
     assert str(error.value) == f"duration {text!r} is not NNms/NNs/NNm/NNh"
+
+
+class _VirshLog:
+    """Stands in for virsh: keeps the commands `down` runs for each hypervisor."""
+
+    calls: ClassVar[list[tuple[str, tuple[str, ...], bool]]] = []
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        self.calls.append((self.uri, args, check))
+        return ""
+
+
+@pytest.mark.parametrize(
+    ("record", "commands"),
+    [
+        pytest.param(
+            LibvirtObject("domain", "worker-0", "hs-worker-0", "qemu:///system", None),
+            [("destroy", "hs-worker-0"), ("undefine", "hs-worker-0", "--managed-save")],
+            id="a domain is stopped, then undefined with its saved state",
+        ),
+        pytest.param(
+            LibvirtObject("volume", "worker-0-disk", "worker-0.qcow2", "qemu+ssh://hv2/system", "hs-lab"),
+            [("vol-delete", "--pool", "hs-lab", "worker-0.qcow2")],
+            id="a volume is deleted from its pool on its own hypervisor",
+        ),
+        pytest.param(
+            LibvirtObject("network", "vm-network", "hs-lab", "qemu:///system", None),
+            [("net-destroy", "hs-lab"), ("net-undefine", "hs-lab")],
+            id="a network is stopped, then undefined",
+        ),
+        pytest.param(
+            LibvirtObject("pool", "vm-pool", "hs-lab", "qemu:///system", None),
+            [("pool-destroy", "hs-lab"), ("pool-delete", "hs-lab"), ("pool-undefine", "hs-lab")],
+            id="a pool is stopped, its directory deleted, then undefined",
+        ),
+    ],
+)
+def test_down_removes_each_libvirt_object_tolerating_one_already_gone(
+    monkeypatch: pytest.MonkeyPatch, record: LibvirtObject, commands: list[tuple[str, ...]]
+) -> None:
+    monkeypatch.setattr(libvirt_apply, "Virsh", _VirshLog)
+    monkeypatch.setattr(_VirshLog, "calls", [])
+    libvirt_apply.remove(record)
+    assert _VirshLog.calls == [(record.uri, command, False) for command in commands]
+
+
+def test_a_libvirt_volume_record_without_its_pool_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(libvirt_apply, "Virsh", _VirshLog)
+    monkeypatch.setattr(_VirshLog, "calls", [])
+    with pytest.raises(
+        ValueError, match=r"^worker-0-disk: a libvirt volume record needs the pool it lives in$"
+    ):
+        libvirt_apply.remove(
+            LibvirtObject("volume", "worker-0-disk", "worker-0.qcow2", "qemu:///system", None)
+        )
+    assert _VirshLog.calls == []
