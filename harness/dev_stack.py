@@ -1,17 +1,16 @@
 """`scripts/dev-stack up|down <stack>`: deploy a stack of the Pulumi program to the real Docker engine without
 the Pulumi CLI, through the engine-less apply harness. `up` prints the stack outputs as JSON on its last line.
 
-State (what was created, for `down`) lives in .state/dev-stack/<stack>.json. `up` on a stack that is up refuses:
-run `down` first. A failed `up` removes what it had created.
+<stack> is any stack with a stacks/Pulumi.<stack>.yaml. State (what was created, for `down`) lives in
+.state/dev-stack/<stack>.json. `up` on a stack that is up refuses: run `down` first. A failed `up` removes what
+it had created.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import runpy
 import subprocess
 import sys
 import time
@@ -19,28 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import pulumi
-from pulumi.runtime.sync_await import _sync_await
 
 from harness import libvirt_apply
-from harness.engine_apply import Applied, EngineApplyMocks, load, save
-from harness.program import ROOT, stack_config
+from harness.engine_apply import EngineApplyMocks
+from harness.program import ROOT, run_program, stack_config, stack_file
+from harness.state import Applied, CommandStep, DockerObject, LibvirtObject, load, save
 
 STATE_DIR = ROOT / ".state" / "dev-stack"
+TASKS_GONE_TIMEOUT_S = 90
 
 
 def state_file(stack: str) -> Path:
     return STATE_DIR / f"{stack}.json"
-
-
-def _outputs() -> dict[str, Any]:
-    root = pulumi.runtime.get_root_resource()
-    outputs: dict[str, Any] = {}
-    for key, value in (getattr(root, "outputs", None) or {}).items():
-        output = pulumi.Output.from_input(value)
-        secret = _sync_await(output.is_secret())
-        outputs[key] = "[secret]" if secret else _sync_await(output.future())
-    return outputs
 
 
 def up(stack: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -49,22 +38,9 @@ def up(stack: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
         raise SystemExit(
             f"dev-stack: stack {stack} is up ({path}); run `scripts/dev-stack down {stack}` first"
         )
-    values = {
-        k: v if isinstance(v, str) else json.dumps(v) for k, v in (config or stack_config(stack)).items()
-    }
-    pulumi.runtime.set_all_config(values, [])
-    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = EngineApplyMocks(docker.from_env())
-    pulumi.runtime.set_mocks(mocks, project="hostscale", stack=stack, preview=False)
-    outputs: dict[str, Any] = {}
-
-    @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi's decorator has no annotations
-    def program() -> None:
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
-
     try:
-        program()
-        outputs = _outputs()
+        outputs = run_program(config or stack_config(stack), stack, mocks).outputs
     except BaseException:
         remove(mocks.client, mocks.applied)
         raise
@@ -73,45 +49,62 @@ def up(stack: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def remove(client: docker.DockerClient, applied: list[Applied]) -> None:
-    """Remove what `up` created, dependents first."""
-    by_kind = {
-        kind: [a for a in applied if a.type == kind]
-        for kind in (
-            *("container", "service", "secret", "network", "volume", "command"),
-            *("libvirt-domain", "libvirt-volume", "libvirt-network", "libvirt-pool"),
-        )
-    }
-    for item in by_kind["container"]:
-        _gone(lambda item=item: client.containers.get(item.id).remove(force=True))
-    for item in by_kind["service"]:
-        _gone(lambda item=item: client.services.get(item.id).remove())
-    for item in by_kind["libvirt-domain"]:
-        libvirt_apply.remove(item.type, str(item.docker_name), str(item.id), str(item.uri))
-    for item in reversed(by_kind["command"]):
-        if item.docker_name:  # the command's delete step
-            subprocess.run(["bash", "-c", item.docker_name], cwd=item.id, check=False, capture_output=True)
-    names = [item.docker_name for item in by_kind["service"]]
-    deadline = time.monotonic() + 90
+    """Remove what `up` created, dependents first. An object that is already gone, or goes while this works
+    (a service's task containers do), is fine."""
+    docker_objects = [item for item in applied if isinstance(item, DockerObject)]
+    libvirt_objects = [item for item in applied if isinstance(item, LibvirtObject)]
+    commands = [item for item in applied if isinstance(item, CommandStep)]
+
+    def of_kind(kind: str) -> list[DockerObject]:
+        return [item for item in docker_objects if item.kind == kind]
+
+    def on_hypervisor(kind: str) -> list[LibvirtObject]:
+        return [item for item in libvirt_objects if item.kind == kind]
+
+    for item in of_kind("container"):
+        with _gone():
+            client.containers.get(item.id).remove(force=True)
+    for item in of_kind("service"):
+        with _gone():
+            client.services.get(item.id).remove()
+    for vm in on_hypervisor("domain"):
+        libvirt_apply.remove(vm)
+    for command in reversed(commands):
+        if command.delete:
+            subprocess.run(
+                ["bash", "-c", command.delete], cwd=command.directory, check=False, capture_output=True
+            )
     # Secrets, networks and volumes are in use until the services' task containers are gone.
-    while time.monotonic() < deadline and any(
-        client.containers.list(all=True, filters={"label": f"com.docker.swarm.service.name={n}"})
-        for n in names
-    ):
+    services = [item.docker_name for item in of_kind("service")]
+    deadline = time.monotonic() + TASKS_GONE_TIMEOUT_S
+    while time.monotonic() < deadline and any(_task_containers(client, service) for service in services):
         time.sleep(0.5)
-    for item in by_kind["secret"]:
-        _gone(lambda item=item: client.secrets.get(item.id).remove())
-    for item in by_kind["network"]:
-        _gone(lambda item=item: client.networks.get(item.id).remove())
-    for item in by_kind["volume"]:
-        _gone(lambda item=item: client.volumes.get(item.id).remove(force=True))
-    for kind in ("libvirt-volume", "libvirt-network", "libvirt-pool"):
-        for item in reversed(by_kind[kind]):
-            libvirt_apply.remove(item.type, str(item.docker_name), str(item.id), str(item.uri))
+    for item in of_kind("secret"):
+        with _gone():
+            client.secrets.get(item.id).remove()
+    for item in of_kind("network"):
+        with _gone():
+            client.networks.get(item.id).remove()
+    for item in of_kind("volume"):
+        with _gone():
+            client.volumes.get(item.id).remove(force=True)
+    for kind in ("volume", "network", "pool"):
+        for libvirt_object in reversed(on_hypervisor(kind)):
+            libvirt_apply.remove(libvirt_object)
 
 
-def _gone(action: Any) -> None:
-    with contextlib.suppress(docker.errors.NotFound):
-        action()
+def _task_containers(client: docker.DockerClient, service: str) -> list[Any]:
+    # sparse: the listing only, no inspect of each container, which fails when a task container is removed
+    # between the list and its inspect.
+    containers: list[Any] = client.containers.list(
+        all=True, sparse=True, filters={"label": f"com.docker.swarm.service.name={service}"}
+    )
+    return containers
+
+
+def _gone() -> contextlib.suppress:
+    """Around one removal: an object already gone is what removing it wants."""
+    return contextlib.suppress(docker.errors.NotFound)
 
 
 def down(stack: str) -> None:
@@ -123,11 +116,22 @@ def down(stack: str) -> None:
     path.unlink()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def _stack(name: str) -> str:
+    """A stack name argument: one with a stack file."""
+    if not stack_file(name).is_file():
+        raise argparse.ArgumentTypeError(
+            f"no stack {name!r}: {stack_file(name).relative_to(ROOT)} does not exist"
+        )
+    return name
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="scripts/dev-stack", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
     parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("stack", choices=["local", "lab", "lab-emulated"])
-    args = parser.parse_args()
+    parser.add_argument("stack", type=_stack, help="a stack with a stacks/Pulumi.<stack>.yaml")
+    args = parser.parse_args(argv)
     if args.action == "up":
         print(json.dumps(up(args.stack)))
     else:

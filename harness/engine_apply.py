@@ -3,20 +3,19 @@
 
 The Pulumi CLI cannot be installed where this runs, so this stands in for the engine. It is strict: a resource
 type, or any property of a supported type, that it does not apply fails the run with the resource named, rather
-than being silently ignored. Every applied object is recorded so `down` removes exactly what `up` made.
+than being silently ignored. Every applied object is recorded (harness/state.py) so `down` removes exactly what
+`up` made.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import secrets
 import string
 import subprocess
 import tarfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -34,31 +33,8 @@ from docker.types import (
 
 from harness.libvirt_apply import LibvirtApplier
 from harness.program import ROOT, unwrap_secrets
-
-
-class Unsupported(NotImplementedError):
-    """The harness does not apply this; a real engine might, but we refuse to pretend."""
-
-
-class Props:
-    """Takes properties out of one input object and fails on any left untaken."""
-
-    def __init__(self, where: str, values: dict[str, Any] | None) -> None:
-        self.where = where
-        self.values = dict(values or {})
-
-    def take(self, key: str, default: Any = None) -> Any:
-        return self.values.pop(key, default)
-
-    def child(self, key: str) -> Props:
-        return Props(f"{self.where}.{key}", self.take(key))
-
-    def children(self, key: str) -> list[Props]:
-        return [Props(f"{self.where}.{key}[{i}]", item) for i, item in enumerate(self.take(key) or [])]
-
-    def done(self) -> None:
-        if self.values:
-            raise Unsupported(f"{self.where}: the apply harness does not apply {sorted(self.values)}")
+from harness.props import Props, Unsupported
+from harness.state import Applied, CommandStep, DockerObject
 
 
 def _duration_ns(text: str | None) -> int | None:
@@ -72,22 +48,13 @@ def _duration_ns(text: str | None) -> int | None:
 
 
 @dataclass
-class Applied:
-    type: str
-    name: str  # the Pulumi resource name
-    docker_name: str | None = None  # or the libvirt name, or a command's delete step
-    id: str | None = None  # libvirt: the pool a volume lives in
-    uri: str | None = None  # libvirt: the hypervisor
-
-
-@dataclass
 class EngineApplyMocks(pulumi.runtime.Mocks):
     client: docker.DockerClient
     applied: list[Applied] = field(default_factory=list)
     libvirt: LibvirtApplier = field(init=False)
 
     def __post_init__(self) -> None:
-        self.libvirt = LibvirtApplier(Unsupported, self._record)
+        self.libvirt = LibvirtApplier(self.applied)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         raise Unsupported(
@@ -118,11 +85,6 @@ class EngineApplyMocks(pulumi.runtime.Mocks):
             resource_id, outputs = appliers[args.typ](args.name, props)
         return resource_id, {**args.inputs, **outputs}
 
-    def _record(
-        self, typ: str, name: str, docker_name: str | None, resource_id: str | None, uri: str | None = None
-    ) -> None:
-        self.applied.append(Applied(typ, name, docker_name, resource_id, uri))
-
     def _command(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
         create, delete, directory = p.take("create"), p.take("delete"), p.take("dir") or str(ROOT)
         p.take("triggers")  # replacement triggers: an `up` always runs create once
@@ -135,7 +97,7 @@ class EngineApplyMocks(pulumi.runtime.Mocks):
                 f"{name}: `{create}` exited {result.returncode}: {result.stderr.strip()[-2000:]}"
             )
         # Like pulumi-command, the delete step runs when the resource is destroyed (down).
-        self._record("command", name, delete, directory)
+        self.applied.append(CommandStep(name, delete, directory))
         # Like pulumi-command: stdout without its trailing newline.
         return f"{name}-command", {"stdout": result.stdout.rstrip("\n"), "stderr": result.stderr.rstrip("\n")}
 
@@ -156,21 +118,21 @@ class EngineApplyMocks(pulumi.runtime.Mocks):
         network = self.client.networks.create(
             network_name, driver=driver, attachable=attachable, labels=labels
         )
-        self._record("network", name, network.name, network.id)
+        self.applied.append(DockerObject("network", name, network.name, network.id))
         return str(network.id), {}
 
     def _secret(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
         secret_name, data = p.take("name"), base64.b64decode(p.take("data"))
         p.done()
         secret = self.client.secrets.create(name=secret_name, data=data)
-        self._record("secret", name, secret_name, secret.id)
+        self.applied.append(DockerObject("secret", name, secret_name, secret.id))
         return str(secret.id), {}
 
     def _volume(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
         volume_name = p.take("name")
         p.done()
         volume = self.client.volumes.create(volume_name)
-        self._record("volume", name, volume.name, volume.name)
+        self.applied.append(DockerObject("volume", name, volume.name, volume.name))
         return str(volume.name), {}
 
     def _service(self, name: str, p: Props) -> tuple[str, dict[str, Any]]:
@@ -232,7 +194,7 @@ class EngineApplyMocks(pulumi.runtime.Mocks):
         for finished in (spec, task, replicated, mode, endpoint, p):
             finished.done()
         service = self.client.services.create(image, **kwargs)
-        self._record("service", name, kwargs["name"], service.id)
+        self.applied.append(DockerObject("service", name, kwargs["name"], service.id))
         return str(service.id), {}
 
     @staticmethod
@@ -290,7 +252,7 @@ class EngineApplyMocks(pulumi.runtime.Mocks):
             # Like the provider: the file at its full path, missing directories created.
             container.put_archive("/", _tar_one(path.lstrip("/"), content))
         container.start()
-        self._record("container", name, container.name, container.id)
+        self.applied.append(DockerObject("container", name, container.name, container.id))
         return str(container.id), {}
 
 
@@ -302,12 +264,3 @@ def _tar_one(name: str, content: str) -> bytes:
         info.size, info.mode = len(data), 0o644
         tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
-
-
-def save(path: Path, applied: list[Applied]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([a.__dict__ for a in applied], indent=2))
-
-
-def load(path: Path) -> list[Applied]:
-    return [Applied(**item) for item in json.loads(path.read_text())]

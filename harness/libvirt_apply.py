@@ -17,22 +17,14 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, assert_never
 from xml.etree import ElementTree as ET
 
 import autoscaler.vms
+from harness.props import Props, Unsupported
+from harness.state import Applied, LibvirtObject
 
 LEASE_TIMEOUT_S = 300  # a guest under software emulation takes a minute or two to ask for its address
-
-
-class PropsLike(Protocol):
-    where: str
-    values: dict[str, Any]
-
-    def take(self, key: str, default: Any = None) -> Any: ...
-    def child(self, key: str) -> PropsLike: ...
-    def children(self, key: str) -> list[PropsLike]: ...
-    def done(self) -> None: ...
 
 
 class Virsh(autoscaler.vms.Virsh):
@@ -53,14 +45,14 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 
 
 class LibvirtApplier:
-    """Applies one libvirt resource at a time; `record(kind, name, libvirt_name, id, uri)` keeps what exists."""
+    """Applies one libvirt resource at a time, appending what it made to `applied` (shared with the Docker half,
+    so `down` sees one list in the order things were made)."""
 
-    def __init__(self, unsupported: type[Exception], record: Callable[..., None]) -> None:
-        self.unsupported = unsupported
-        self.record = record
+    def __init__(self, applied: list[Applied]) -> None:
+        self.applied = applied
         self.uris: dict[str, str] = {}  # provider resource id -> libvirt URI
 
-    def appliers(self) -> dict[str, Callable[[str, Any, str | None], tuple[str, dict[str, Any]]]]:
+    def appliers(self) -> dict[str, Callable[[str, Props, str | None], tuple[str, dict[str, Any]]]]:
         return {
             "pulumi:providers:libvirt": self.provider,
             "libvirt:index/pool:Pool": self.pool,
@@ -73,10 +65,10 @@ class LibvirtApplier:
     def _virsh(self, name: str, provider: str | None) -> Virsh:
         provider_id = (provider or "").rsplit("::", 1)[-1]
         if provider_id not in self.uris:
-            raise self.unsupported(f"{name}: libvirt resources need an explicit libvirt.Provider")
+            raise Unsupported(f"{name}: libvirt resources need an explicit libvirt.Provider")
         return Virsh(self.uris[provider_id])
 
-    def provider(self, name: str, p: PropsLike, _: str | None) -> tuple[str, dict[str, Any]]:
+    def provider(self, name: str, p: Props, _: str | None) -> tuple[str, dict[str, Any]]:
         uri = p.take("uri")
         p.take("version")  # the plugin version the SDK asks for: nothing to apply
         p.done()
@@ -84,19 +76,19 @@ class LibvirtApplier:
         self.uris[provider_id] = uri
         return provider_id, {}
 
-    def pool(self, name: str, p: PropsLike, provider: str | None) -> tuple[str, dict[str, Any]]:
+    def pool(self, name: str, p: Props, provider: str | None) -> tuple[str, dict[str, Any]]:
         virsh = self._virsh(name, provider)
         pool_name, kind, path = p.take("name"), p.take("type"), p.child("target").take("path")
         p.done()
         if kind != "dir":
-            raise self.unsupported(f"{name}: the harness applies pools of type dir, got {kind!r}")
+            raise Unsupported(f"{name}: the harness applies pools of type dir, got {kind!r}")
         virsh("pool-define-as", pool_name, "dir", "--target", path)
-        self.record("libvirt-pool", name, pool_name, pool_name, virsh.uri)
+        self.applied.append(LibvirtObject("pool", name, pool_name, virsh.uri, None))
         virsh("pool-build", pool_name)
         virsh("pool-start", pool_name)
         return virsh("pool-uuid", pool_name), {}
 
-    def network(self, name: str, p: PropsLike, provider: str | None) -> tuple[str, dict[str, Any]]:
+    def network(self, name: str, p: Props, provider: str | None) -> tuple[str, dict[str, Any]]:
         virsh = self._virsh(name, provider)
         net_name, mode, addresses = p.take("name"), p.take("mode"), p.take("addresses") or []
         autostart = p.take("autostart", False)
@@ -105,7 +97,7 @@ class LibvirtApplier:
         for finished in (dhcp, dns, p):
             finished.done()
         if mode != "nat" or len(addresses) != 1:
-            raise self.unsupported(f"{name}: the harness applies nat networks with one IPv4 CIDR")
+            raise Unsupported(f"{name}: the harness applies nat networks with one IPv4 CIDR")
         cidr = ipaddress.IPv4Network(addresses[0])
         xml = ET.Element("network")
         _sub(xml, "name", net_name)
@@ -120,27 +112,27 @@ class LibvirtApplier:
                 end=str(cidr.broadcast_address - 1),
             )
         virsh.define("net-define", xml)
-        self.record("libvirt-network", name, net_name, net_name, virsh.uri)
+        self.applied.append(LibvirtObject("network", name, net_name, virsh.uri, None))
         virsh("net-start", net_name)
         if autostart:
             virsh("net-autostart", net_name)
         return virsh("net-uuid", net_name), {}
 
-    def volume(self, name: str, p: PropsLike, provider: str | None) -> tuple[str, dict[str, Any]]:
+    def volume(self, name: str, p: Props, provider: str | None) -> tuple[str, dict[str, Any]]:
         virsh = self._virsh(name, provider)
         vol_name, pool, fmt = p.take("name"), p.take("pool"), p.take("format", "qcow2")
         source, base, size = p.take("source"), p.take("baseVolumeId"), p.take("size")
         p.done()
         if source is not None:
             if not str(source).startswith("/"):
-                raise self.unsupported(
+                raise Unsupported(
                     f"{name}: the harness uploads local files only, got source {source!r} "
                     "(scripts/build-vm-image makes a local image)"
                 )
             if not Path(source).is_file():
                 raise RuntimeError(f"{name}: source {source} does not exist: run scripts/build-vm-image")
             virsh("vol-create-as", pool, vol_name, str(Path(source).stat().st_size), "--format", fmt)
-            self.record("libvirt-volume", name, vol_name, pool, virsh.uri)
+            self.applied.append(LibvirtObject("volume", name, vol_name, virsh.uri, pool))
             virsh("vol-upload", "--pool", pool, vol_name, source)
         elif base is not None:
             xml = ET.Element("volume")
@@ -151,12 +143,12 @@ class LibvirtApplier:
             _sub(backing, "path", base)
             _sub(backing, "format", type="qcow2")
             virsh.define("vol-create", xml, pool)
-            self.record("libvirt-volume", name, vol_name, pool, virsh.uri)
+            self.applied.append(LibvirtObject("volume", name, vol_name, virsh.uri, pool))
         else:
-            raise self.unsupported(f"{name}: a volume needs source or baseVolumeId in the harness")
+            raise Unsupported(f"{name}: a volume needs source or baseVolumeId in the harness")
         return virsh("vol-key", "--pool", pool, vol_name), {}
 
-    def cloud_init_disk(self, name: str, p: PropsLike, provider: str | None) -> tuple[str, dict[str, Any]]:
+    def cloud_init_disk(self, name: str, p: Props, provider: str | None) -> tuple[str, dict[str, Any]]:
         virsh = self._virsh(name, provider)
         iso_name, pool, user_data = p.take("name"), p.take("pool"), p.take("userData")
         meta_data = p.take("metaData") or f"instance-id: {iso_name}-{uuid.uuid4()}\n"
@@ -172,11 +164,11 @@ class LibvirtApplier:
                 check=True, capture_output=True,
             )  # fmt: skip
             virsh("vol-create-as", pool, iso_name, str(iso.stat().st_size), "--format", "raw")
-            self.record("libvirt-volume", name, iso_name, pool, virsh.uri)
+            self.applied.append(LibvirtObject("volume", name, iso_name, virsh.uri, pool))
             virsh("vol-upload", "--pool", pool, iso_name, str(iso))
         return f"{virsh('vol-key', '--pool', pool, iso_name)};{uuid.uuid4()}", {}
 
-    def domain(self, name: str, p: PropsLike, provider: str | None) -> tuple[str, dict[str, Any]]:
+    def domain(self, name: str, p: Props, provider: str | None) -> tuple[str, dict[str, Any]]:
         virsh = self._virsh(name, provider)
         dom_name, dom_type = p.take("name"), p.take("type", "kvm")
         memory, vcpu, running = int(p.take("memory", 512)), int(p.take("vcpu", 1)), p.take("running", True)
@@ -236,11 +228,11 @@ class LibvirtApplier:
             _sub(interface, "model", type="virtio")
         for kind, target_type, target_port in consoles:
             if kind != "pty":
-                raise self.unsupported(f"{name}: the harness applies pty consoles only, got {kind!r}")
+                raise Unsupported(f"{name}: the harness applies pty consoles only, got {kind!r}")
             console_xml = _sub(devices, "console", type="pty")
             _sub(console_xml, "target", type=target_type or "serial", port=str(target_port or "0"))
         virsh.define("define", _transform(xml, xslt) if xslt else xml)
-        self.record("libvirt-domain", name, dom_name, dom_name, virsh.uri)
+        self.applied.append(LibvirtObject("domain", name, dom_name, virsh.uri, None))
         leases: list[dict[str, Any]] = [
             {"networkId": network_id, "waitForLease": wait, "addresses": []} for network_id, wait in nics
         ]
@@ -275,20 +267,23 @@ def _transform(xml: ET.Element, xslt: str) -> str:
     return result.stdout
 
 
-def remove(kind: str, libvirt_name: str, where: str, uri: str) -> None:
+def remove(item: LibvirtObject) -> None:
     """Remove one recorded libvirt object; one that is already gone is fine."""
-    virsh = Virsh(uri)
-    if kind == "libvirt-domain":
-        virsh("destroy", libvirt_name, check=False)
-        virsh("undefine", libvirt_name, "--managed-save", check=False)
-    elif kind == "libvirt-volume":
-        virsh("vol-delete", "--pool", where, libvirt_name, check=False)
-    elif kind == "libvirt-network":
-        virsh("net-destroy", libvirt_name, check=False)
-        virsh("net-undefine", libvirt_name, check=False)
-    elif kind == "libvirt-pool":
-        virsh("pool-destroy", libvirt_name, check=False)
-        virsh("pool-delete", libvirt_name, check=False)
-        virsh("pool-undefine", libvirt_name, check=False)
-    else:
-        raise ValueError(f"not a libvirt kind: {kind}")
+    virsh, name = Virsh(item.uri), item.libvirt_name
+    match item.kind:
+        case "domain":
+            virsh("destroy", name, check=False)
+            virsh("undefine", name, "--managed-save", check=False)
+        case "volume":
+            if item.pool is None:
+                raise ValueError(f"{item.name}: a libvirt volume record needs the pool it lives in")
+            virsh("vol-delete", "--pool", item.pool, name, check=False)
+        case "network":
+            virsh("net-destroy", name, check=False)
+            virsh("net-undefine", name, check=False)
+        case "pool":
+            virsh("pool-destroy", name, check=False)
+            virsh("pool-delete", name, check=False)
+            virsh("pool-undefine", name, check=False)
+        case _:
+            assert_never(item.kind)

@@ -1,4 +1,5 @@
-"""Run the Pulumi program (__main__.py) for a stack under Pulumi's mock runtime and record what it declares.
+"""Run the Pulumi program (__main__.py) for a stack under Pulumi's mock runtime (harness/program.py) and record
+what it declares.
 
 The mocks are strict: a resource type the program was not expected to declare, or any provider function
 call, fails the run loudly instead of returning something made up.
@@ -6,17 +7,13 @@ call, fails the run loudly instead of returning something made up.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import runpy
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.sync_await import _sync_await
 
-from harness.program import ROOT, SECRET_SIG, unwrap_secrets
+from harness.program import SECRET_SIG, ProgramRun, run_program, unwrap_secrets
 
 FAKE_JOIN_TOKEN = "SWMTKN-1-mock-join-token"  # noqa: S105 (a placeholder the mock returns)
 FAKE_PASSWORD = "mock-generated-password"  # noqa: S105
@@ -95,41 +92,21 @@ class RecordingMonitor(MockMonitor):
 
 
 @dataclass
-class ProgramRun:
+class Recording(ProgramRun):
     resources: dict[str, Declared]
-    namespace: dict[str, Any]  # the program's globals: its components, for asserting on Outputs
 
     def of_type(self, typ: str) -> dict[str, Declared]:
         return {name: r for name, r in self.resources.items() if r.type == typ}
 
-    def resolve(self, output: pulumi.Output[Any]) -> Any:
-        return _sync_await(output.future())
 
-    def is_secret(self, output: pulumi.Output[Any]) -> bool:
-        return bool(_sync_await(output.is_secret()))
-
-
-def run_program(
+def record_program(
     config: dict[str, Any],
     stack: str = "test",
     secrets: dict[str, str] | None = None,
     mocks: RecordingMocks | None = None,
-) -> ProgramRun:
-    values = {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
-    values.update(secrets or {})
-    pulumi.runtime.set_all_config(values, list(secrets or {}))
-    # Pulumi's runtime drives its own loop through asyncio.get_event_loop(); tests that ran asyncio.run()
-    # before leave none set in the main thread.
-    asyncio.set_event_loop(asyncio.new_event_loop())
+) -> Recording:
+    """Run the program for `stack` and record what it declares (into `mocks` when given, so what was declared
+    before a failure can be inspected)."""
     mocks = mocks or RecordingMocks()
-    pulumi.runtime.set_mocks(
-        mocks, project="hostscale", stack=stack, preview=False, monitor=RecordingMonitor(mocks)
-    )
-    namespace: dict[str, Any] = {}
-
-    @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi's decorator has no annotations
-    def program() -> None:
-        namespace.update(runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"))
-
-    program()
-    return ProgramRun(mocks.resources, namespace)
+    run = run_program(config, stack, mocks, secrets, monitor=RecordingMonitor(mocks))
+    return Recording(run.namespace, run.outputs, mocks.resources)

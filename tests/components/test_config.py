@@ -10,7 +10,7 @@ import pytest
 
 from components.config import ConfigError, load_stack_config
 from harness.program import stack_config
-from harness.recording import RecordingMocks, run_program
+from harness.recording import RecordingMocks, record_program
 
 
 def getter(config: dict[str, Any]) -> Any:
@@ -193,13 +193,15 @@ def test_program_fails_on_invalid_config_before_declaring_anything() -> None:
     config = edited("local", "autoscaler.replicas.min", 9)
     mocks = RecordingMocks()
     with pytest.raises(ConfigError, match=r"hostscale:autoscaler\.replicas\.min is 9"):
-        run_program(config, "local", mocks=mocks)
+        record_program(config, "local", mocks=mocks)
     declared = [name for name, r in mocks.resources.items() if r.type != "pulumi:pulumi:Stack"]
     assert declared == [], f"resources declared before the config error: {declared}"
 
 
 def test_program_reads_the_operators_db_password_as_a_secret() -> None:
-    run = run_program(stack_config("local"), "local", secrets={"hostscale:db_password": "operator-chosen-pw"})
+    run = record_program(
+        stack_config("local"), "local", secrets={"hostscale:db_password": "operator-chosen-pw"}
+    )
     assert "database-generated-password" not in run.resources, "no password is generated when one is given"
     assert "data" in run.resources["database-password"].secret_inputs
 

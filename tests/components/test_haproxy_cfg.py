@@ -11,7 +11,7 @@ import pytest
 
 from components.haproxy_cfg import image_default_cfg
 from harness.program import stack_config
-from harness.recording import run_program
+from harness.recording import record_program
 from images.build import ROOT
 
 
@@ -36,7 +36,7 @@ def haproxy_check(client: docker.DockerClient, image: str, cfg: str) -> tuple[in
 def test_rendered_config_passes_haproxy_check(
     stack: str, docker_client: docker.DockerClient, images: dict[str, str]
 ) -> None:
-    run = run_program(stack_config(stack), stack)
+    run = record_program(stack_config(stack), stack)
     cfg = run.resources["load-balancer-haproxy"].inputs["uploads"][0]["content"]
     code, output = haproxy_check(docker_client, images["haproxy"], cfg)
     assert code == 0, output

@@ -15,31 +15,31 @@ import yaml
 from autoscaler.policy import load_policy
 from components.app_tier import REPLICAS_PROPERTY
 from harness.program import stack_config
-from harness.recording import FAKE_JOIN_TOKEN, FAKE_PASSWORD, ProgramRun, run_program
+from harness.recording import FAKE_JOIN_TOKEN, FAKE_PASSWORD, Recording, record_program
 
 STACKS = ["local", "lab", "lab-emulated", "multihost"]
 
 
 @pytest.fixture(scope="module", params=STACKS)
-def stack(request: pytest.FixtureRequest) -> tuple[str, ProgramRun]:
-    return request.param, run_program(stack_config(request.param), request.param)
+def stack(request: pytest.FixtureRequest) -> tuple[str, Recording]:
+    return request.param, record_program(stack_config(request.param), request.param)
 
 
 @pytest.fixture(scope="module")
-def local() -> ProgramRun:
-    return run_program(stack_config("local"), "local")
+def local() -> Recording:
+    return record_program(stack_config("local"), "local")
 
 
 @pytest.fixture(scope="module")
-def lab() -> ProgramRun:
-    return run_program(stack_config("lab"), "lab")
+def lab() -> Recording:
+    return record_program(stack_config("lab"), "lab")
 
 
-def service(run: ProgramRun, name: str) -> dict[str, Any]:
+def service(run: Recording, name: str) -> dict[str, Any]:
     return run.resources[name].inputs
 
 
-def test_components_use_one_type_namespace_named_after_their_class(stack: tuple[str, ProgramRun]) -> None:
+def test_components_use_one_type_namespace_named_after_their_class(stack: tuple[str, Recording]) -> None:
     _, run = stack
     components = {name: r.type for name, r in run.resources.items() if r.type.startswith("hostscale:")}
     classes = {
@@ -53,7 +53,7 @@ def test_components_use_one_type_namespace_named_after_their_class(stack: tuple[
         )
 
 
-def test_every_resource_has_a_component_parent(stack: tuple[str, ProgramRun]) -> None:
+def test_every_resource_has_a_component_parent(stack: tuple[str, Recording]) -> None:
     _, run = stack
     for name, declared in run.resources.items():
         if declared.type.startswith(("pulumi:pulumi:Stack", "hostscale:")):
@@ -61,7 +61,7 @@ def test_every_resource_has_a_component_parent(stack: tuple[str, ProgramRun]) ->
         assert "hostscale:index:" in declared.parent, f"{name} ({declared.type}) is not inside a component"
 
 
-def test_postgres_is_never_published_and_only_on_the_db_network(stack: tuple[str, ProgramRun]) -> None:
+def test_postgres_is_never_published_and_only_on_the_db_network(stack: tuple[str, Recording]) -> None:
     _, run = stack
     postgres = service(run, "database-service")
     assert postgres["endpointSpec"] == {"mode": "dnsrr"}, "database-service: must have no VIP and no ports"
@@ -70,7 +70,7 @@ def test_postgres_is_never_published_and_only_on_the_db_network(stack: tuple[str
     assert postgres["taskSpec"]["placement"]["constraints"] == ["node.role==manager"], "database-service"
 
 
-def test_haproxy_joins_the_web_network_only_and_publishes_on_loopback(stack: tuple[str, ProgramRun]) -> None:
+def test_haproxy_joins_the_web_network_only_and_publishes_on_loopback(stack: tuple[str, Recording]) -> None:
     _, run = stack
     haproxy = service(run, "load-balancer-haproxy")
     web_name = service(run, "swarm-web")["name"]
@@ -78,13 +78,13 @@ def test_haproxy_joins_the_web_network_only_and_publishes_on_loopback(stack: tup
     assert {(p["internal"], p["ip"]) for p in haproxy["ports"]} == {(8080, "127.0.0.1"), (8404, "127.0.0.1")}
 
 
-def test_db_network_is_not_attachable_and_web_is(stack: tuple[str, ProgramRun]) -> None:
+def test_db_network_is_not_attachable_and_web_is(stack: tuple[str, Recording]) -> None:
     _, run = stack
     assert service(run, "swarm-db")["attachable"] is False, "swarm-db"
     assert service(run, "swarm-web")["attachable"] is True, "swarm-web"
 
 
-def test_app_replica_count_is_left_to_the_autoscaler(stack: tuple[str, ProgramRun]) -> None:
+def test_app_replica_count_is_left_to_the_autoscaler(stack: tuple[str, Recording]) -> None:
     name, run = stack
     assert run.resources["app-service"].ignore_changes == [REPLICAS_PROPERTY], "app-service"
     initial = stack_config(name)["hostscale:app"]["initial_replicas"]
@@ -93,7 +93,7 @@ def test_app_replica_count_is_left_to_the_autoscaler(stack: tuple[str, ProgramRu
     )
 
 
-def test_app_service_is_dnsrr_with_limits_rollback_and_both_networks(stack: tuple[str, ProgramRun]) -> None:
+def test_app_service_is_dnsrr_with_limits_rollback_and_both_networks(stack: tuple[str, Recording]) -> None:
     _, run = stack
     app = service(run, "app-service")
     assert app["endpointSpec"] == {"mode": "dnsrr"}, "app-service"
@@ -103,7 +103,7 @@ def test_app_service_is_dnsrr_with_limits_rollback_and_both_networks(stack: tupl
     assert sorted(n["id"] for n in app["taskSpec"]["networksAdvanceds"]) == ["swarm-db-id", "swarm-web-id"]
 
 
-def test_secrets_stay_secret(stack: tuple[str, ProgramRun]) -> None:
+def test_secrets_stay_secret(stack: tuple[str, Recording]) -> None:
     _, run = stack
     assert "data" in run.resources["database-password"].secret_inputs, (
         "database-password: data must be secret"
@@ -119,7 +119,7 @@ def test_secrets_stay_secret(stack: tuple[str, ProgramRun]) -> None:
         assert FAKE_PASSWORD not in text, f"{name} carries the database password in plain text"
 
 
-def test_no_secret_travels_in_an_environment_variable(stack: tuple[str, ProgramRun]) -> None:
+def test_no_secret_travels_in_an_environment_variable(stack: tuple[str, Recording]) -> None:
     _, run = stack
     for name in ("app-service", "database-service"):
         env = service(run, name)["taskSpec"]["containerSpec"].get("env", {})
@@ -129,7 +129,7 @@ def test_no_secret_travels_in_an_environment_variable(stack: tuple[str, ProgramR
         )
 
 
-def test_autoscaler_policy_file_is_the_validated_stack_policy(stack: tuple[str, ProgramRun]) -> None:
+def test_autoscaler_policy_file_is_the_validated_stack_policy(stack: tuple[str, Recording]) -> None:
     name, run = stack
     uploads = service(run, "autoscaler-container")["uploads"]
     policy = json.loads(uploads[0]["content"])
@@ -142,7 +142,7 @@ def test_autoscaler_policy_file_is_the_validated_stack_policy(stack: tuple[str, 
 
 
 def test_haproxy_has_a_server_slot_for_every_replica_the_autoscaler_may_run(
-    stack: tuple[str, ProgramRun],
+    stack: tuple[str, Recording],
 ) -> None:
     name, run = stack
     cfg = service(run, "load-balancer-haproxy")["uploads"][0]["content"]
@@ -151,7 +151,7 @@ def test_haproxy_has_a_server_slot_for_every_replica_the_autoscaler_may_run(
     assert f"server-template app- {max_replicas} tasks.{app_name}:8000 " in cfg, "load-balancer-haproxy"
 
 
-def test_images_are_built_by_the_project_builder_and_tagged_by_content(stack: tuple[str, ProgramRun]) -> None:
+def test_images_are_built_by_the_project_builder_and_tagged_by_content(stack: tuple[str, Recording]) -> None:
     _, run = stack
     builds = run.of_type("command:local:Command")
     for image in ("app", "postgres", "haproxy", "autoscaler"):
@@ -163,13 +163,13 @@ def test_images_are_built_by_the_project_builder_and_tagged_by_content(stack: tu
         assert service(run, "app-service")["taskSpec"]["containerSpec"]["image"] == tag, "app-service: image"
 
 
-def test_local_stack_has_no_vms_and_advertises_on_loopback(local: ProgramRun) -> None:
+def test_local_stack_has_no_vms_and_advertises_on_loopback(local: Recording) -> None:
     assert not [n for n, r in local.resources.items() if r.type.startswith("libvirt:")]
     assert "127.0.0.1" in local.resources["swarm-init"].inputs["create"], "swarm-init"
     assert service(local, "app-service")["taskSpec"]["placement"].get("constraints", []) == [], "app-service"
 
 
-def test_lab_stack_declares_three_vms_that_all_boot_once_and_one_warm_vm_parked(lab: ProgramRun) -> None:
+def test_lab_stack_declares_three_vms_that_all_boot_once_and_one_warm_vm_parked(lab: Recording) -> None:
     domains = lab.of_type("libvirt:index/domain:Domain")
     assert sorted(domains) == ["vms-0", "vms-1", "vms-2"]
     # Every VM makes its first boot at up; the warm one is then parked by its join step.
@@ -187,7 +187,7 @@ def test_lab_stack_declares_three_vms_that_all_boot_once_and_one_warm_vm_parked(
     assert joins["vms-2-join"].inputs["delete"] == "docker node rm --force hslab-worker-2"
 
 
-def test_lab_app_image_goes_through_the_managers_registry(lab: ProgramRun) -> None:
+def test_lab_app_image_goes_through_the_managers_registry(lab: Recording) -> None:
     image = service(lab, "app-service")["taskSpec"]["containerSpec"]["image"]
     assert image == lab.namespace["images"]["app"].tag.replace("hostscale/", "10.77.0.1:5000/hostscale/", 1)
     registry = lab.resources["registry-registry"].inputs
@@ -199,7 +199,7 @@ def test_lab_app_image_goes_through_the_managers_registry(lab: ProgramRun) -> No
     assert command[command.index("--replicas-per-vm") + 1] == "4"
 
 
-def test_lab_vms_cloud_init_joins_the_swarm_on_the_manager(lab: ProgramRun) -> None:
+def test_lab_vms_cloud_init_joins_the_swarm_on_the_manager(lab: Recording) -> None:
     disks = lab.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")
     assert len(disks) == 3
     for name, disk in disks.items():
@@ -219,14 +219,14 @@ def test_lab_vms_cloud_init_joins_the_swarm_on_the_manager(lab: ProgramRun) -> N
     assert lab.is_secret(lab.namespace["swarm"].join_token)
 
 
-def test_lab_app_replicas_run_on_workers_only(lab: ProgramRun) -> None:
+def test_lab_app_replicas_run_on_workers_only(lab: Recording) -> None:
     assert service(lab, "app-service")["taskSpec"]["placement"]["constraints"] == ["node.role==worker"]
     assert "10.77.0.1" in lab.resources["swarm-init"].inputs["create"], (
         "swarm-init advertises on the VM network"
     )
 
 
-def test_lab_disks_are_copy_on_write_over_the_base_image(lab: ProgramRun) -> None:
+def test_lab_disks_are_copy_on_write_over_the_base_image(lab: Recording) -> None:
     for name, volume in lab.of_type("libvirt:index/volume:Volume").items():
         if name == "hypervisor-base":
             assert volume.inputs["source"].endswith(".qcow2"), name
@@ -234,7 +234,7 @@ def test_lab_disks_are_copy_on_write_over_the_base_image(lab: ProgramRun) -> Non
             assert volume.inputs["baseVolumeId"] == "hypervisor-base-id", name
 
 
-def test_exports_name_every_endpoint(stack: tuple[str, ProgramRun]) -> None:
+def test_exports_name_every_endpoint(stack: tuple[str, Recording]) -> None:
     name, run = stack
     load_balancer = run.namespace["load_balancer"]
     assert (load_balancer.url, load_balancer.metrics_url) == (
@@ -248,8 +248,8 @@ def test_exports_name_every_endpoint(stack: tuple[str, ProgramRun]) -> None:
         }
 
 
-def test_emulated_domains_get_a_smaller_translation_cache_and_kvm_domains_do_not(lab: ProgramRun) -> None:
-    emulated = run_program(stack_config("lab-emulated"), "lab-emulated")
+def test_emulated_domains_get_a_smaller_translation_cache_and_kvm_domains_do_not(lab: Recording) -> None:
+    emulated = record_program(stack_config("lab-emulated"), "lab-emulated")
     for name, domain in emulated.of_type("libvirt:index/domain:Domain").items():
         assert domain.inputs["type"] == "qemu", name
         assert '<tb-cache unit="MiB">256</tb-cache>' in domain.inputs["xml"]["xslt"], name
@@ -264,8 +264,8 @@ def test_emulated_domains_get_a_smaller_translation_cache_and_kvm_domains_do_not
 
 
 @pytest.fixture(scope="module")
-def multihost() -> ProgramRun:
-    return run_program(stack_config("multihost"), "multihost")
+def multihost() -> Recording:
+    return record_program(stack_config("multihost"), "multihost")
 
 
 HOSTS = {
@@ -277,7 +277,7 @@ SPREAD = ["hv1", "hv2", "hv3", "hv1", "hv2", "hv3", "hv1", "hv2", "hv1", "hv2"]
 
 
 def test_multihost_has_one_provider_pool_routed_network_and_base_image_per_host(
-    multihost: ProgramRun,
+    multihost: Recording,
 ) -> None:
     providers = multihost.of_type("pulumi:providers:libvirt")
     assert {name: p.inputs["uri"] for name, p in providers.items()} == {
@@ -303,7 +303,7 @@ def test_multihost_has_one_provider_pool_routed_network_and_base_image_per_host(
     }
 
 
-def test_multihost_puts_each_vm_its_disk_and_seed_on_its_host(multihost: ProgramRun) -> None:
+def test_multihost_puts_each_vm_its_disk_and_seed_on_its_host(multihost: Recording) -> None:
     for index, host in enumerate(SPREAD):
         for name in (f"vms-{index}", f"vms-{index}-disk", f"vms-{index}-cloudinit"):
             assert f"hypervisor-{host}-provider" in multihost.resources[name].provider, (
@@ -316,7 +316,7 @@ def test_multihost_puts_each_vm_its_disk_and_seed_on_its_host(multihost: Program
         assert nic["networkId"] == f"hypervisor-{host}-network-id", f"vms-{index}: on {host}'s network"
 
 
-def test_multihost_workers_all_join_the_one_manager_and_pull_from_its_registry(multihost: ProgramRun) -> None:
+def test_multihost_workers_all_join_the_one_manager_and_pull_from_its_registry(multihost: Recording) -> None:
     for index, host in enumerate(SPREAD):
         doc = yaml.safe_load(multihost.resources[f"vms-{index}-cloudinit"].inputs["userData"])
         commands = [" ".join(cmd) for cmd in doc["runcmd"]]
@@ -340,7 +340,7 @@ def test_multihost_workers_all_join_the_one_manager_and_pull_from_its_registry(m
 
 
 def test_multihost_autoscaler_reaches_remote_vms_over_ssh_with_pinned_host_keys(
-    multihost: ProgramRun,
+    multihost: Recording,
 ) -> None:
     container = service(multihost, "autoscaler-container")
     command = container["command"]
@@ -369,7 +369,7 @@ def test_multihost_autoscaler_reaches_remote_vms_over_ssh_with_pinned_host_keys(
         assert f"    {line}\n" in ssh_config, line
 
 
-def test_single_host_stacks_need_no_ssh_in_the_autoscaler(lab: ProgramRun) -> None:
+def test_single_host_stacks_need_no_ssh_in_the_autoscaler(lab: Recording) -> None:
     container = service(lab, "autoscaler-container")
     assert {u["file"] for u in container["uploads"]} == {"/etc/hostscale/policy.json"}
     assert "/run/hostscale/libvirt-ssh-key" not in {m["target"] for m in container["mounts"]}
@@ -383,7 +383,7 @@ def test_a_single_remote_hypervisor_is_reached_over_ssh_only() -> None:
         ssh_host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBj2d30KoOheLb20xUyzKmqb0D04pPxUuAC9NReNWI8B",
         ssh_identity_file="/etc/hostscale/libvirt-ssh-key",
     )
-    run = run_program(config, "lab")
+    run = record_program(config, "lab")
     container = service(run, "autoscaler-container")
     command = container["command"]
     assert command[command.index("--libvirt-uri") + 1] == "qemu+ssh://deploy@hypervisor.example/system"

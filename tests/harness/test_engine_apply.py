@@ -1,14 +1,23 @@
 """The apply harness is strict: what it does not apply fails loudly, naming the resource and the property,
-before anything of that resource is created."""
+before anything of that resource is created. What it applied is kept as typed records that `down` trusts only
+when it wrote them, and `down` finishes even when objects vanish under it."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
 
 import docker
 import pulumi
 import pytest
 
-from harness.engine_apply import EngineApplyMocks, Unsupported
+from harness import libvirt_apply
+from harness.dev_stack import _stack, main, remove
+from harness.engine_apply import EngineApplyMocks, _duration_ns
 from harness.libvirt_apply import Virsh
+from harness.props import Unsupported
+from harness.state import Applied, CommandStep, DockerObject, LibvirtObject, StateError, load, save
 
 
 def resource(typ: str, name: str, inputs: dict[str, object]) -> pulumi.runtime.MockResourceArgs:
@@ -82,3 +91,210 @@ def test_a_base_image_to_download_is_refused(docker_client: docker.DockerClient)
     )
     with pytest.raises(Unsupported, match="base: the harness uploads local files only"):
         mocks.new_resource(args)
+
+
+# What `up` applied goes to the state file as typed records and comes back the same; `down` refuses a state file
+# it did not write rather than guess what to remove.
+
+RECORDS: list[Applied] = [
+    DockerObject("network", "web-network", "hs-local-web", "4f1c9e"),
+    DockerObject("volume", "db-data", "hs-local-db", "hs-local-db"),
+    CommandStep("app-image", "docker image rm hs-app:1", "/srv/hostscale"),
+    CommandStep("swarm-init", None, "/srv/hostscale"),
+    LibvirtObject("pool", "vm-pool", "hs-lab", "qemu:///system", None),
+    LibvirtObject("volume", "worker-0-disk", "worker-0.qcow2", "qemu+ssh://hv2/system", "hs-lab"),
+]
+
+
+def test_every_kind_of_record_comes_back_from_the_state_file_as_it_was_saved(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "local.json"
+    save(path, RECORDS)
+    assert load(path) == RECORDS
+    assert [entry["record"] for entry in json.loads(path.read_text())] == [
+        *(
+            "docker-object",
+            "docker-object",
+            "command-step",
+            "command-step",
+            "libvirt-object",
+            "libvirt-object",
+        ),
+    ]
+
+
+REFUSED_ENTRIES = [
+    pytest.param(
+        {"type": "network", "name": "web", "docker_name": "hs-web", "id": "4f1c9e", "uri": None},
+        "{path} entry 0: unknown record None, expected one of ['command-step', 'docker-object', 'libvirt-object']",
+        id="an entry without a record tag (the old untyped format) is refused",
+    ),
+    pytest.param(
+        {"record": "docker-plugin", "kind": "plugin", "name": "pl", "docker_name": "pl", "id": "1"},
+        "{path} entry 0: unknown record 'docker-plugin', "
+        "expected one of ['command-step', 'docker-object', 'libvirt-object']",
+        id="an unknown record tag is refused",
+    ),
+    pytest.param(
+        {"record": "docker-object", "kind": "plugin", "name": "pl", "docker_name": "pl", "id": "1"},
+        "{path} entry 0: a docker-object record of unknown kind 'plugin', "
+        "expected one of ['container', 'service', 'secret', 'network', 'volume']",
+        id="a docker object of an unknown kind is refused",
+    ),
+    pytest.param(
+        {"record": "libvirt-object", "kind": "snapshot", "name": "s", "libvirt_name": "s", "uri": "qemu:///system",
+         "pool": None},
+        "{path} entry 0: a libvirt-object record of unknown kind 'snapshot', "
+        "expected one of ['domain', 'volume', 'network', 'pool']",
+        id="a libvirt object of an unknown kind is refused",
+    ),
+    pytest.param(
+        {"record": "command-step", "name": "swarm-init", "delete": None},
+        "{path} entry 0: a command-step record has fields ['delete', 'name'], "
+        "expected ['delete', 'directory', 'name']",
+        id="a record with a field missing is refused",
+    ),
+    pytest.param(
+        {"record": "command-step", "name": "swarm-init", "delete": None, "directory": "/", "stdout": "x"},
+        "{path} entry 0: a command-step record has fields ['delete', 'directory', 'name', 'stdout'], "
+        "expected ['delete', 'directory', 'name']",
+        id="a record with a field it does not have is refused",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("entry", "message"), REFUSED_ENTRIES)
+def test_a_state_file_entry_this_harness_did_not_write_is_refused(
+    tmp_path: Path, entry: dict[str, object], message: str
+) -> None:
+    path = tmp_path / "local.json"
+    path.write_text(json.dumps([entry]))
+    with pytest.raises(StateError) as error:
+        load(path)
+    assert str(error.value) == message.format(path=path)
+
+
+class _VanishingTaskAPI:
+    """The engine's API as `down` sees it while a service winds down: its task container is listed once and
+    removed before it can be inspected; everything else is already gone."""
+
+    def __init__(self) -> None:
+        self.listings: list[list[dict[str, object]]] = [[{"Id": "task-0", "Names": ["/hs-app.1.x"]}], []]
+
+    def containers(self, **_: object) -> list[dict[str, object]]:
+        return self.listings.pop(0) if self.listings else []
+
+    def __getattr__(self, name: str) -> object:
+        def gone(*_: object, **__: object) -> object:
+            raise docker.errors.NotFound(f"{name}: no such object")
+
+        return gone
+
+
+def test_down_goes_on_when_a_task_container_vanishes_between_list_and_inspect() -> None:
+    client = docker.DockerClient.__new__(docker.DockerClient)  # the real collections over a fake API
+    api = _VanishingTaskAPI()
+    client.api = api
+    remove(
+        client,
+        [
+            DockerObject("service", "app", "hs-app", "svc-1"),
+            DockerObject("secret", "db-password", "hs-db-password", "sec-1"),
+            DockerObject("network", "web-network", "hs-web", "net-1"),
+        ],
+    )
+    assert api.listings == [], "down waited until the task container was no longer listed"
+
+
+def test_dev_stack_takes_any_stack_with_a_stack_file() -> None:
+    assert _stack("multihost") == "multihost"
+
+
+def test_dev_stack_refuses_a_stack_without_a_stack_file_naming_the_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["up", "nosuch"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "scripts/dev-stack: error: argument stack: no stack 'nosuch': stacks/Pulumi.nosuch.yaml does not exist"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "nanoseconds"),
+    [
+        pytest.param("250ms", 250 * 10**6, id="milliseconds are read as milliseconds, not minutes"),
+        pytest.param("10s", 10 * 10**9, id="seconds"),
+        pytest.param("2m", 120 * 10**9, id="minutes"),
+        pytest.param("1h", 3600 * 10**9, id="hours"),
+        pytest.param(None, None, id="no duration is left to the engine's default"),
+    ],
+)
+def test_durations_are_applied_in_nanoseconds(text: str | None, nanoseconds: int | None) -> None:
+    assert _duration_ns(text) == nanoseconds
+
+
+@pytest.mark.parametrize("text", ["1m30s", "1.5s", "10", "s"], ids=lambda text: f"{text!r} is refused")
+def test_a_duration_the_harness_cannot_read_is_refused(text: str) -> None:
+    with pytest.raises(Unsupported) as error:
+        _duration_ns(text)
+    assert str(error.value) == f"duration {text!r} is not NNms/NNs/NNm/NNh"
+
+
+class _VirshLog:
+    """Stands in for virsh: keeps the commands `down` runs for each hypervisor."""
+
+    calls: ClassVar[list[tuple[str, tuple[str, ...], bool]]] = []
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        self.calls.append((self.uri, args, check))
+        return ""
+
+
+@pytest.mark.parametrize(
+    ("record", "commands"),
+    [
+        pytest.param(
+            LibvirtObject("domain", "worker-0", "hs-worker-0", "qemu:///system", None),
+            [("destroy", "hs-worker-0"), ("undefine", "hs-worker-0", "--managed-save")],
+            id="a domain is stopped, then undefined with its saved state",
+        ),
+        pytest.param(
+            LibvirtObject("volume", "worker-0-disk", "worker-0.qcow2", "qemu+ssh://hv2/system", "hs-lab"),
+            [("vol-delete", "--pool", "hs-lab", "worker-0.qcow2")],
+            id="a volume is deleted from its pool on its own hypervisor",
+        ),
+        pytest.param(
+            LibvirtObject("network", "vm-network", "hs-lab", "qemu:///system", None),
+            [("net-destroy", "hs-lab"), ("net-undefine", "hs-lab")],
+            id="a network is stopped, then undefined",
+        ),
+        pytest.param(
+            LibvirtObject("pool", "vm-pool", "hs-lab", "qemu:///system", None),
+            [("pool-destroy", "hs-lab"), ("pool-delete", "hs-lab"), ("pool-undefine", "hs-lab")],
+            id="a pool is stopped, its directory deleted, then undefined",
+        ),
+    ],
+)
+def test_down_removes_each_libvirt_object_tolerating_one_already_gone(
+    monkeypatch: pytest.MonkeyPatch, record: LibvirtObject, commands: list[tuple[str, ...]]
+) -> None:
+    monkeypatch.setattr(libvirt_apply, "Virsh", _VirshLog)
+    monkeypatch.setattr(_VirshLog, "calls", [])
+    libvirt_apply.remove(record)
+    assert _VirshLog.calls == [(record.uri, command, False) for command in commands]
+
+
+def test_a_libvirt_volume_record_without_its_pool_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(libvirt_apply, "Virsh", _VirshLog)
+    monkeypatch.setattr(_VirshLog, "calls", [])
+    with pytest.raises(
+        ValueError, match=r"^worker-0-disk: a libvirt volume record needs the pool it lives in$"
+    ):
+        libvirt_apply.remove(
+            LibvirtObject("volume", "worker-0-disk", "worker-0.qcow2", "qemu:///system", None)
+        )
+    assert _VirshLog.calls == []

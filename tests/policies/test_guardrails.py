@@ -22,7 +22,7 @@ from pulumi_policy import (
 )
 
 from harness.program import ROOT, stack_config
-from harness.recording import Declared, run_program
+from harness.recording import Declared, record_program
 from policies.guardrails import POLICIES
 
 OPTIONS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
@@ -70,7 +70,7 @@ def violations(resources: list[PolicyResource]) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module", params=["local", "lab", "lab-emulated", "multihost"])
 def recorded(request: pytest.FixtureRequest) -> list[PolicyResource]:
-    return as_policy_resources(run_program(stack_config(request.param), request.param).resources)
+    return as_policy_resources(record_program(stack_config(request.param), request.param).resources)
 
 
 def test_the_real_stacks_pass_every_policy(recorded: list[PolicyResource]) -> None:
@@ -92,7 +92,7 @@ def edited(
 
 @pytest.fixture(scope="module")
 def lab() -> list[PolicyResource]:
-    return as_policy_resources(run_program(stack_config("lab"), "lab").resources)
+    return as_policy_resources(record_program(stack_config("lab"), "lab").resources)
 
 
 def test_postgres_published_on_a_host_port_is_refused(lab: list[PolicyResource]) -> None:
@@ -143,7 +143,7 @@ def test_vms_beyond_the_host_budget_are_refused(lab: list[PolicyResource]) -> No
 
 
 def test_each_hypervisor_host_is_held_to_its_own_budget() -> None:
-    multihost = as_policy_resources(run_program(stack_config("multihost"), "multihost").resources)
+    multihost = as_policy_resources(record_program(stack_config("multihost"), "multihost").resources)
 
     def grow(props: dict[str, Any]) -> None:
         props["memory"] = 4096
