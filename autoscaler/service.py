@@ -25,7 +25,7 @@ from autoscaler.haproxy_metrics import HAProxyMetrics
 from autoscaler.policy import Policy, PolicyError, load_policy
 from autoscaler.status import create_status_app
 from autoscaler.swarm import SwarmService
-from autoscaler.vms import LibvirtFleet
+from autoscaler.warm_pool import LibvirtFleet
 
 log = logging.getLogger("hostscale.autoscaler")
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from autoscaler.service import vm_uris
-from autoscaler.vms import LibvirtFleet
+from autoscaler.warm_pool import LibvirtFleet
 
 SECOND_HOST = """<node>
   <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
