@@ -1,5 +1,5 @@
 """Warm-pool VM planning: a pure function from the desired replicas and what each worker VM is doing to
-the power and Swarm-availability changes to make. No I/O; autoscaler/vms.py observes and acts.
+the power and Swarm-availability changes to make. No I/O; autoscaler/warm_pool.py observes and acts.
 
 Capacity rule: a running, active worker holds up to `replicas_per_vm` app tasks (the app service's
 max-replicas-per-node), so the desired replicas need ceil(desired / replicas_per_vm) active workers.

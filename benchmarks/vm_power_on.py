@@ -27,7 +27,8 @@ from typing import Any
 import docker
 import httpx
 
-from autoscaler.vms import Virsh, node_hostname
+from autoscaler.libvirt import Virsh
+from autoscaler.nodes import node_hostname
 from harness import dev_stack
 from harness.program import stack_config
 from testbed.load import Load

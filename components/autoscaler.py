@@ -1,5 +1,6 @@
-"""The autoscaler on the host: its image, its policy file rendered from the validated stack config, the
-Docker socket, and its status API on the address the operator chose (loopback by default).
+"""The autoscaler on the host: its image, its one settings file rendered from the validated stack config
+(autoscaler/settings.py reads it), the Docker socket, and its status API on the address the operator chose
+(loopback by default).
 
 In the lab stacks it also powers the warm-pool VMs on and off: through the local libvirt socket, and over SSH
 for VMs on other hosts, with its own key (a file the operator keeps on the host, mounted read-only) and the
@@ -10,17 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 
 from components.config import AutoscalerConfig, VmPoolConfig
+from components.haproxy_cfg import BACKEND
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 LIBVIRT_SOCKET = "/var/run/libvirt/libvirt-sock"
-POLICY_PATH = "/etc/hostscale/policy.json"
+SETTINGS_PATH = "/etc/hostscale/autoscaler.json"
 SSH_KEY_PATH = "/run/hostscale/libvirt-ssh-key"
 KNOWN_HOSTS_PATH = "/etc/hostscale/known_hosts"
 # Debian's ssh_config includes ssh_config.d/*.conf: virsh's qemu+ssh transport runs plain ssh, which reads it.
@@ -44,28 +46,40 @@ Host *
 """
 
 
-def render_policy_file(raw_policy: dict[str, Any]) -> str:
-    """The policy exactly as validated at preview: the autoscaler validates it again with the same loader."""
-    return json.dumps(raw_policy, indent=2, sort_keys=True) + "\n"
+def render_settings_file(
+    settings: AutoscalerConfig,
+    app_service_name: str,
+    haproxy_metrics_url: str,
+    vms: VmPoolConfig | None = None,
+    vm_names: Sequence[str] = (),
+) -> str:
+    """Everything the autoscaler process needs, from the validated stack config; the policy exactly as validated
+    at preview (the autoscaler validates the whole file again, the policy with the same loader)."""
+    fleet = None
+    if vms is not None:
+        fleet = {
+            # In power-on order, each on the hypervisor components/spread.py placed it on.
+            "vms": [
+                {"name": name, "libvirt_uri": vms.host_of(index).libvirt_uri}
+                for index, name in enumerate(vm_names)
+            ],
+            "replicas_per_vm": vms.replicas_per_vm,
+            "park": vms.warm_pool,
+            "scale_in_after_seconds": vms.scale_in_after_seconds,
+        }
+    document = {
+        "service": app_service_name,
+        "haproxy": {"metrics_url": haproxy_metrics_url, "backend": BACKEND},
+        "listen": f"{settings.listen_host}:{settings.listen_port}",
+        "policy": settings.raw_policy,
+        "fleet": fleet,
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def socket_group(path: str) -> str:
     # The container runs as an unprivileged user that only needs the socket's group.
     return str(os.stat(path).st_gid) if os.path.exists(path) else "0"
-
-
-def warm_pool_arguments(vms: VmPoolConfig, names: list[str]) -> list[str]:
-    """VMs on the manager's own hypervisor by name; a VM on another host as NAME=URI."""
-    default = vms.hosts[0].libvirt_uri
-    entries = [
-        name if (uri := vms.host_of(index).libvirt_uri) == default else f"{name}={uri}"
-        for index, name in enumerate(names)
-    ]
-    return [
-        *("--libvirt-uri", default, "--vms", ",".join(entries)),
-        *("--replicas-per-vm", str(vms.replicas_per_vm), "--park", vms.warm_pool),
-        *("--vm-scale-in-after", str(vms.scale_in_after_seconds)),
-    ]
 
 
 def known_hosts(vms: VmPoolConfig) -> str:
@@ -94,10 +108,11 @@ class Autoscaler(pulumi.ComponentResource):
         s = args.settings
         mounts = [docker.ContainerMountArgs(target=DOCKER_SOCKET, source=DOCKER_SOCKET, type="bind")]
         groups = [socket_group(DOCKER_SOCKET)]
-        extra: list[str] = []
-        uploads = [docker.ContainerUploadArgs(file=POLICY_PATH, content=render_policy_file(s.raw_policy))]
+        rendered = render_settings_file(
+            s, args.app_service_name, args.haproxy_metrics_url, args.vms, args.vm_names
+        )
+        uploads = [docker.ContainerUploadArgs(file=SETTINGS_PATH, content=rendered)]
         if args.vms is not None:
-            extra = warm_pool_arguments(args.vms, args.vm_names)
             if any(not host.over_ssh for host in args.vms.hosts):
                 mounts.append(
                     docker.ContainerMountArgs(target=LIBVIRT_SOCKET, source=LIBVIRT_SOCKET, type="bind")
@@ -120,17 +135,7 @@ class Autoscaler(pulumi.ComponentResource):
             # Host network: it reads HAProxy's metrics where the host publishes them and serves its own API
             # on the host's loopback, with no port publishing in between.
             network_mode="host",
-            command=[
-                "--policy",
-                POLICY_PATH,
-                "--service",
-                args.app_service_name,
-                "--haproxy-metrics",
-                args.haproxy_metrics_url,
-                "--listen",
-                f"{s.listen_host}:{s.listen_port}",
-                *extra,
-            ],
+            command=["--settings", SETTINGS_PATH],
             mounts=mounts,
             group_adds=sorted(set(groups)),
             uploads=uploads,

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from autoscaler.policy import Policy, PolicyError, Reader, load_policy
+from autoscaler.warm_pool import PARK_MODES, ParkMode
 from components.spread import capacity, spread
 
 ConfigError = PolicyError
@@ -130,7 +131,7 @@ class VmPoolConfig:
     initrd: str | None
     # Warm-pool VMs finish their first boot at `up`, then are parked: "suspended" (libvirt managed save: memory
     # on disk, resumed in seconds) or "stopped" (powered off: a plain boot).
-    warm_pool: Literal["suspended", "stopped"]
+    warm_pool: ParkMode
     scale_in_after_seconds: int  # workers must be surplus this long before one is drained and parked
     registry_port: int  # the manager's image registry, on the VM network's gateway and loopback
 
@@ -463,7 +464,7 @@ def _vms(section: _Section, host_section: _Section, budget: tuple[int, int]) -> 
         replicas_per_vm=section.bounded("replicas_per_vm", 4, 1, 100),
         kernel=section.optional_path("kernel"),
         initrd=section.optional_path("initrd"),
-        warm_pool=section.choice("warm_pool", "suspended", ("suspended", "stopped")),  # type: ignore[arg-type]
+        warm_pool=section.choice("warm_pool", "suspended", PARK_MODES),  # type: ignore[arg-type]
         scale_in_after_seconds=section.bounded("scale_in_after_seconds", 120, 0, 86400),
         registry_port=section.port("registry_port", 5000),
     )

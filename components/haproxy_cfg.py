@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The backend that serves the app: the autoscaler reads its metrics by this name (components/autoscaler.py).
+BACKEND = "app"
+
 
 @dataclass(frozen=True)
 class HAProxySettings:
@@ -77,10 +80,10 @@ frontend web
     bind {frontend_bind}
     # A tier at its capacity queues the excess (each request for at most `timeout queue`); past the queue's bound
     # it refuses at once, so clients back off instead of piling up behind replicas that are already full.
-    http-request return status 503 content-type application/json string '{{"error": {{"status": 503, "message": "every replica is busy; retry shortly"}}}}' hdr Retry-After 1 if {{ queue(app) ge {queue_max} }}
-    default_backend app
+    http-request return status 503 content-type application/json string '{{"error": {{"status": 503, "message": "every replica is busy; retry shortly"}}}}' hdr Retry-After 1 if {{ queue({backend}) ge {queue_max} }}
+    default_backend {backend}
 
-backend app
+backend {backend}
     balance leastconn
     # Readiness, not liveness: it only decides whether a replica gets traffic. A busy replica answers its check
     # late, not never: a check may take 3 s, and a replica leaves the pool after three missed checks in a row.
@@ -112,6 +115,7 @@ def render_haproxy_cfg(
     )
     return _TEMPLATE.format(
         title=title,
+        backend=BACKEND,
         queue_timeout_s=settings.queue_timeout_s,
         queue_max=settings.queue_max,
         frontend_bind=settings.frontend_bind,

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any, assert_never
 from xml.etree import ElementTree as ET
 
-import autoscaler.vms
+import autoscaler.libvirt
 from harness.props import Props, Unsupported
 from harness.state import Applied, LibvirtObject
 
 LEASE_TIMEOUT_S = 300  # a guest under software emulation takes a minute or two to ask for its address
 
 
-class Virsh(autoscaler.vms.Virsh):
+class Virsh(autoscaler.libvirt.Virsh):
     """The autoscaler's virsh runner, plus defining objects from generated XML."""
 
     def define(self, command: str, xml: ET.Element | str, *extra: str) -> str:

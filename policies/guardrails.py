@@ -139,8 +139,8 @@ def _max_replicas(resources: list[Any]) -> int | None:
     for resource in resources:
         if resource.resource_type == CONTAINER and _runs(resource.props, "hostscale/autoscaler"):
             for upload in resource.props.get("uploads") or []:
-                if str(upload.get("file", "")).endswith("policy.json"):
-                    return int(json.loads(upload["content"])["replicas"]["max"])
+                if str(upload.get("file", "")).endswith("autoscaler.json"):  # its settings file
+                    return int(json.loads(upload["content"])["policy"]["replicas"]["max"])
     return None
 
 

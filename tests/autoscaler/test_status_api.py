@@ -1,4 +1,4 @@
-"""The status API: /status, /events?since=, /metrics, and a bad policy refusing to start."""
+"""The status API: /status, /events?since=, /metrics, and bad settings refusing to start."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from autoscaler.status import create_status_app
 from tests.autoscaler.test_controller import controller
+from tests.autoscaler.test_settings import valid
 
 
 def test_status_reports_counts_reasons_and_policy() -> None:
@@ -45,25 +46,19 @@ def test_metrics_expose_replicas_and_loop_overhead() -> None:
     assert 'hostscale_autoscaler_tick_seconds_avg{clock="cpu"}' in text
 
 
-def test_bad_policy_refuses_to_start_naming_the_key(tmp_path: Path) -> None:
-    policy = tmp_path / "policy.json"
-    policy.write_text(json.dumps({"replicas": {"min": 5, "max": 3}, "targets": []}))
+def test_bad_settings_refuse_to_start_naming_the_key(tmp_path: Path) -> None:
+    raw = valid()
+    raw["policy"] = {"replicas": {"min": 5, "max": 3}, "targets": []}
+    settings = tmp_path / "autoscaler.json"
+    settings.write_text(json.dumps(raw))
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autoscaler",
-            "--policy",
-            str(policy),
-            "--service",
-            "x",
-            "--haproxy-metrics",
-            "http://127.0.0.1:1/metrics",
-        ],
+        [sys.executable, "-m", "autoscaler", "--settings", str(settings)],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "autoscaler: invalid policy: replicas.min is 5 but replicas.max is 3"
+    assert result.stderr.strip() == (
+        "autoscaler: invalid settings: policy.replicas.min is 5 but policy.replicas.max is 3"
+    )

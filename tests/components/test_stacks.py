@@ -12,7 +12,7 @@ import pulumi
 import pytest
 import yaml
 
-from autoscaler.policy import load_policy
+from autoscaler.settings import load_settings
 from components.app_tier import REPLICAS_PROPERTY
 from harness.program import stack_config
 from harness.recording import FAKE_JOIN_TOKEN, FAKE_PASSWORD, Recording, record_program
@@ -129,15 +129,24 @@ def test_no_secret_travels_in_an_environment_variable(stack: tuple[str, Recordin
         )
 
 
-def test_autoscaler_policy_file_is_the_validated_stack_policy(stack: tuple[str, Recording]) -> None:
+def settings_file(run: Recording) -> dict[str, Any]:
+    """The autoscaler's settings file as the component uploads it."""
+    uploads = {u["file"]: u["content"] for u in service(run, "autoscaler-container")["uploads"]}
+    settings: dict[str, Any] = json.loads(uploads["/etc/hostscale/autoscaler.json"])
+    return settings
+
+
+def test_autoscaler_settings_file_carries_the_validated_stack_policy(stack: tuple[str, Recording]) -> None:
     name, run = stack
-    uploads = service(run, "autoscaler-container")["uploads"]
-    policy = json.loads(uploads[0]["content"])
+    settings = settings_file(run)
     expected = {k: v for k, v in stack_config(name)["hostscale:autoscaler"].items() if k != "listen"}
-    assert policy == expected, "autoscaler-container: policy file"
-    assert load_policy(policy).max_replicas == expected["replicas"]["max"]
+    assert settings["policy"] == expected, "autoscaler-container: policy in the settings file"
+    assert load_settings(settings).policy.max_replicas == expected["replicas"]["max"]
+    assert settings["listen"] == "127.0.0.1:9100", "autoscaler-container: API on loopback"
+    assert settings["service"] == service(run, "app-service")["name"], "autoscaler-container: scales the app"
+    assert settings["haproxy"] == {"metrics_url": "http://127.0.0.1:8404/metrics", "backend": "app"}
     command = service(run, "autoscaler-container")["command"]
-    assert command[command.index("--listen") + 1] == "127.0.0.1:9100", "autoscaler-container: API on loopback"
+    assert command == ["--settings", "/etc/hostscale/autoscaler.json"], "autoscaler-container: command"
     assert service(run, "autoscaler-container")["networkMode"] == "host", "autoscaler-container"
 
 
@@ -166,6 +175,7 @@ def test_images_are_built_by_the_project_builder_and_tagged_by_content(stack: tu
 def test_local_stack_has_no_vms_and_advertises_on_loopback(local: Recording) -> None:
     assert not [n for n, r in local.resources.items() if r.type.startswith("libvirt:")]
     assert "127.0.0.1" in local.resources["swarm-init"].inputs["create"], "swarm-init"
+    assert settings_file(local)["fleet"] is None, "autoscaler-container: no warm pool without VMs"
     assert service(local, "app-service")["taskSpec"]["placement"].get("constraints", []) == [], "app-service"
 
 
@@ -194,9 +204,9 @@ def test_lab_app_image_goes_through_the_managers_registry(lab: Recording) -> Non
     assert [(p["ip"], p["external"]) for p in registry["ports"]] == [("127.0.0.1", 5000), ("10.77.0.1", 5000)]
     placement = service(lab, "app-service")["taskSpec"]["placement"]
     assert placement["maxReplicas"] == 4, "a worker holds replicas_per_vm app tasks"
-    command = service(lab, "autoscaler-container")["command"]
-    assert command[command.index("--vms") + 1] == "hslab-worker-0,hslab-worker-1,hslab-worker-2"
-    assert command[command.index("--replicas-per-vm") + 1] == "4"
+    fleet = settings_file(lab)["fleet"]
+    assert [vm["name"] for vm in fleet["vms"]] == ["hslab-worker-0", "hslab-worker-1", "hslab-worker-2"]
+    assert fleet["replicas_per_vm"] == 4
 
 
 def test_lab_vms_cloud_init_joins_the_swarm_on_the_manager(lab: Recording) -> None:
@@ -343,11 +353,8 @@ def test_multihost_autoscaler_reaches_remote_vms_over_ssh_with_pinned_host_keys(
     multihost: Recording,
 ) -> None:
     container = service(multihost, "autoscaler-container")
-    command = container["command"]
-    assert command[command.index("--libvirt-uri") + 1] == "qemu:///system"
-    assert command[command.index("--vms") + 1].split(",") == [
-        f"hsmulti-worker-{i}" if host == "hv1" else f"hsmulti-worker-{i}={HOSTS[host]}"
-        for i, host in enumerate(SPREAD)
+    assert settings_file(multihost)["fleet"]["vms"] == [
+        {"name": f"hsmulti-worker-{i}", "libvirt_uri": HOSTS[host]} for i, host in enumerate(SPREAD)
     ]
     mounts = {m["target"]: m for m in container["mounts"]}
     assert mounts["/run/hostscale/libvirt-ssh-key"]["source"] == "/etc/hostscale/libvirt-ssh-key"
@@ -371,7 +378,7 @@ def test_multihost_autoscaler_reaches_remote_vms_over_ssh_with_pinned_host_keys(
 
 def test_single_host_stacks_need_no_ssh_in_the_autoscaler(lab: Recording) -> None:
     container = service(lab, "autoscaler-container")
-    assert {u["file"] for u in container["uploads"]} == {"/etc/hostscale/policy.json"}
+    assert {u["file"] for u in container["uploads"]} == {"/etc/hostscale/autoscaler.json"}
     assert "/run/hostscale/libvirt-ssh-key" not in {m["target"] for m in container["mounts"]}
 
 
@@ -385,9 +392,10 @@ def test_a_single_remote_hypervisor_is_reached_over_ssh_only() -> None:
     )
     run = record_program(config, "lab")
     container = service(run, "autoscaler-container")
-    command = container["command"]
-    assert command[command.index("--libvirt-uri") + 1] == "qemu+ssh://deploy@hypervisor.example/system"
-    assert command[command.index("--vms") + 1] == "hslab-worker-0,hslab-worker-1,hslab-worker-2"
+    assert settings_file(run)["fleet"]["vms"] == [
+        {"name": f"hslab-worker-{i}", "libvirt_uri": "qemu+ssh://deploy@hypervisor.example/system"}
+        for i in range(3)
+    ]
     targets = {m["target"] for m in container["mounts"]}
     assert "/var/run/libvirt/libvirt-sock" not in targets, "no VM on the local hypervisor: no socket"
     assert "/run/hostscale/libvirt-ssh-key" in targets

@@ -16,7 +16,8 @@ import docker
 import httpx
 import pytest
 
-from autoscaler.vms import Virsh, node_hostname
+from autoscaler.libvirt import Virsh
+from autoscaler.nodes import node_hostname
 from harness import dev_stack
 from harness.program import ROOT
 from testbed.load import Load

@@ -159,9 +159,9 @@ def test_each_hypervisor_host_is_held_to_its_own_budget() -> None:
 def test_max_replicas_beyond_vm_capacity_is_refused(lab: list[PolicyResource]) -> None:
     def raise_max(props: dict[str, Any]) -> None:
         upload = props["uploads"][0]
-        policy = json.loads(upload["content"])
-        policy["replicas"]["max"] = 13
-        upload["content"] = json.dumps(policy)
+        settings = json.loads(upload["content"])
+        settings["policy"]["replicas"]["max"] = 13
+        upload["content"] = json.dumps(settings)
 
     assert violations(edited(lab, "autoscaler-container", raise_max)) == {
         "replicas-fit-vm-capacity": ["the autoscaler may run 13 replicas but 3 VMs hold 12 (4 each)"]

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.service import vm_uris
-from autoscaler.vms import LibvirtFleet
+from autoscaler.warm_pool import LibvirtFleet
 
 SECOND_HOST = """<node>
   <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
@@ -48,13 +47,3 @@ def test_a_vm_asked_of_the_wrong_hypervisor_is_not_found(tmp_path: Path) -> None
     fleet = LibvirtFleet(NoNodes(), {"w2": "test:///default"}, "suspended")
     with pytest.raises(RuntimeError, match=r"virsh domstate w2: .*w2"):
         fleet.observe()
-
-
-def test_vm_list_names_a_uri_only_for_vms_on_other_hosts() -> None:
-    assert vm_uris("a,b=qemu+ssh://u@h2/system,c", "qemu:///system") == {
-        "a": "qemu:///system",
-        "b": "qemu+ssh://u@h2/system",
-        "c": "qemu:///system",
-    }
-    with pytest.raises(SystemExit, match="repeated VM name"):
-        vm_uris("a,a=qemu+ssh://u@h2/system", "qemu:///system")

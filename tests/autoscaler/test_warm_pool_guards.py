@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.vms import LibvirtFleet
+from autoscaler.warm_pool import LibvirtFleet
 
 
 @dataclass

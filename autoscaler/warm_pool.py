@@ -1,5 +1,6 @@
-"""The warm-pool actuator: worker VMs' power through libvirt (`virsh`), their Swarm availability through the
-Docker API. Observes each VM as a fleet.VmState; applies fleet.Steps one VM at a time, off the control loop.
+"""The warm-pool actuator: worker VMs' power through libvirt (autoscaler/libvirt.py), their Swarm availability
+through the Docker API (autoscaler/nodes.py). Observes each VM as a fleet.VmState; applies fleet.Steps one VM at
+a time, off the control loop.
 
 Parking is "suspended" (libvirt managed save: the guest's memory goes to disk and `virsh start` restores it in
 seconds) or "stopped" (an ACPI shutdown; the next start is a cold boot). Either way the node is drained first,
@@ -10,73 +11,21 @@ from __future__ import annotations
 
 import functools
 import logging
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from autoscaler.fleet import Step, VmState
+from autoscaler.libvirt import Virsh
+from autoscaler.nodes import SwarmNodes
 
 log = logging.getLogger("hostscale.autoscaler")
 
 ParkMode = Literal["suspended", "stopped"]
+PARK_MODES: tuple[ParkMode, ...] = get_args(ParkMode)
 SHUTDOWN_TIMEOUT_S = 120
-FINISHED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
-
-
-class Virsh:
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-
-    def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> str:
-        result = subprocess.run(
-            ["virsh", "-q", "-c", self.uri, *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise RuntimeError(f"virsh {' '.join(args)}: {result.stderr.strip() or result.stdout.strip()}")
-        return result.stdout.strip()
-
-    def state(self, domain: str) -> str:
-        return self("domstate", domain)  # "running", "shut off", "paused", ...
-
-
-def node_hostname(attrs: dict[str, Any]) -> str | None:
-    """A node that has just joined has not reported its description yet."""
-    hostname = attrs.get("Description", {}).get("Hostname")
-    return str(hostname) if hostname else None
-
-
-class SwarmNodes:
-    """Worker nodes by hostname (the VM's domain name)."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def find(self, hostname: str) -> Any | None:
-        nodes = [n for n in self.client.nodes.list() if node_hostname(n.attrs) == hostname]
-        # A re-joined VM leaves its old node behind as down: the ready one, else the newest, is the VM.
-        nodes.sort(key=lambda n: (n.attrs["Status"]["State"] == "ready", n.attrs["CreatedAt"]))
-        return nodes[-1] if nodes else None
-
-    def tasks_on(self, node: Any) -> int:
-        """Tasks whose container may still run there, whatever Swarm wants of them: a drained task keeps
-        answering its in-flight requests until it has stopped, so it counts until then (freezing the VM earlier
-        would leave those requests hanging)."""
-        tasks = self.client.api.tasks(filters={"node": node.id})
-        return sum(1 for t in tasks if t["Status"]["State"] not in FINISHED)
-
-    def set_availability(self, hostname: str, availability: str) -> None:
-        node = self.find(hostname)
-        if node is None:
-            raise RuntimeError(f"no Swarm node named {hostname}")
-        spec = dict(node.attrs["Spec"], Availability=availability)
-        node.update(spec)
 
 
 class LibvirtFleet:

@@ -1,4 +1,4 @@
-"""`python -m autoscaler.vm_join --uri URI --vm NAME [--park suspended|stopped]`: the end of a worker VM's first
+"""`python -m components.vm_join --uri URI --vm NAME [--park suspended|stopped]`: the end of a worker VM's first
 boot, run by `pulumi up` after the domain starts. Waits until the VM's node has joined the Swarm and is ready;
 for a warm-pool VM it then drains the node and parks the VM, so the autoscaler's power-on is a plain boot or a
 restore, never a first boot.
@@ -12,7 +12,7 @@ import time
 
 import docker
 
-from autoscaler.vms import LibvirtFleet
+from autoscaler.warm_pool import PARK_MODES, LibvirtFleet
 
 POLL_S = 2.0
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vm_join", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--uri", required=True)
     parser.add_argument("--vm", required=True)
-    parser.add_argument("--park", choices=["suspended", "stopped"])
+    parser.add_argument("--park", choices=PARK_MODES)
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args(argv)
     fleet = LibvirtFleet(docker.from_env(), {args.vm: args.uri}, args.park or "suspended")

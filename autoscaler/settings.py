@@ -1,0 +1,168 @@
+"""The autoscaler's one settings file: what it scales, where it reads HAProxy, where it serves its API, the
+policy, and the warm-pool VMs. One typed model, validated in one place; every error names the key and the value.
+
+components/autoscaler.py renders the file from the validated stack config, and the stack config
+(components/config.py) is where every default lives: here every key is required, so no default is stated twice.
+The policy is checked by the policy module's own loader, prefixed `policy.`.
+
+    {
+      "service": "hostscale-app",
+      "haproxy": {"metrics_url": "http://127.0.0.1:8404/metrics", "backend": "app"},
+      "listen": "127.0.0.1:9100",
+      "policy": {...},
+      "fleet": null | {
+        "vms": [{"name": "hslab-worker-0", "libvirt_uri": "qemu:///system"}, ...],  # in power-on order
+        "replicas_per_vm": 4,
+        "park": "suspended" | "stopped",
+        "scale_in_after_seconds": 120
+      }
+    }
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoscaler.fleet import FleetPolicy
+from autoscaler.policy import Policy, PolicyError, Reader, load_policy
+from autoscaler.warm_pool import PARK_MODES, ParkMode
+
+SettingsError = PolicyError
+
+
+@dataclass(frozen=True)
+class HAProxySettings:
+    metrics_url: str  # HAProxy's Prometheus endpoint
+    backend: str  # the backend that serves the scaled service
+
+
+@dataclass(frozen=True)
+class VmSettings:
+    name: str  # the libvirt domain name, which is also its Swarm node's hostname
+    libvirt_uri: str  # its hypervisor
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    vms: tuple[VmSettings, ...]  # in power-on order
+    replicas_per_vm: int
+    park: ParkMode
+    scale_in_after_s: float
+
+    @property
+    def uris(self) -> dict[str, str]:
+        """Each VM, in power-on order, to its hypervisor's libvirt URI."""
+        return {vm.name: vm.libvirt_uri for vm in self.vms}
+
+    @property
+    def policy(self) -> FleetPolicy:
+        return FleetPolicy(tuple(self.uris), self.replicas_per_vm, self.scale_in_after_s)
+
+
+@dataclass(frozen=True)
+class Settings:
+    service: str  # the Swarm service whose replicas it scales
+    haproxy: HAProxySettings
+    listen_host: str  # the status API's address
+    listen_port: int
+    policy: Policy
+    fleet: FleetSettings | None  # None: a stack without worker VMs
+
+
+class _Settings(Reader):
+    def present(self, name: str) -> Any:
+        """A required key's raw value: nothing here has a default."""
+        if name not in self.raw:
+            raise SettingsError(f"{self.key(name)} is required")
+        return self.get(name)
+
+    def section(self, name: str) -> _Settings:
+        return _Settings(self.present(name), self.key(name))
+
+    def sections(self, name: str) -> list[_Settings]:
+        value = self.present(name)
+        if not isinstance(value, list) or not value:
+            raise SettingsError(f"{self.key(name)} must be a non-empty list, got {value!r}")
+        return [_Settings(item, f"{self.key(name)}[{index}]") for index, item in enumerate(value)]
+
+    def text(self, name: str) -> str:
+        self.present(name)
+        return self.string(name)
+
+    def listen(self, name: str) -> tuple[str, int]:
+        value = self.text(name)
+        host, _, port = value.rpartition(":")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise SettingsError(f"{self.key(name)} must be ADDRESS:PORT, got {value!r}") from None
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise SettingsError(f"{self.key(name)} must be ADDRESS:PORT, got {value!r}")
+        return host, int(port)
+
+    def park(self, name: str) -> ParkMode:
+        value = self.text(name)
+        for mode in PARK_MODES:
+            if value == mode:
+                return mode
+        raise SettingsError(f"{self.key(name)} must be one of {', '.join(PARK_MODES)}, got {value!r}")
+
+
+def _haproxy(reader: _Settings) -> HAProxySettings:
+    settings = HAProxySettings(reader.text("metrics_url"), reader.text("backend"))
+    reader.done()
+    return settings
+
+
+def _vm(reader: _Settings) -> VmSettings:
+    vm = VmSettings(reader.text("name"), reader.text("libvirt_uri"))
+    reader.done()
+    return vm
+
+
+def _fleet(reader: _Settings) -> FleetSettings:
+    vms = [_vm(item) for item in reader.sections("vms")]
+    names = [vm.name for vm in vms]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            first = names.index(name)
+            raise SettingsError(
+                f"{reader.key('vms')}[{index}].name is {name!r}, the same as {reader.key('vms')}[{first}].name"
+            )
+    reader.present("replicas_per_vm")
+    reader.present("scale_in_after_seconds")
+    fleet = FleetSettings(
+        vms=tuple(vms),
+        replicas_per_vm=reader.integer("replicas_per_vm", low=1),
+        park=reader.park("park"),
+        scale_in_after_s=reader.number("scale_in_after_seconds"),
+    )
+    reader.done()
+    return fleet
+
+
+def load_settings(raw: Any) -> Settings:
+    """Validate a parsed settings document."""
+    if not isinstance(raw, Mapping):
+        raise SettingsError(f"the settings must be a mapping, got {raw!r}")
+    reader = _Settings(raw, "")
+    service = reader.text("service")
+    haproxy = _haproxy(reader.section("haproxy"))
+    host, port = reader.listen("listen")
+    policy = load_policy(reader.present("policy"), prefix=reader.key("policy"))
+    fleet = None if reader.present("fleet") is None else _fleet(reader.section("fleet"))
+    reader.done()
+    return Settings(service, haproxy, host, port, policy, fleet)
+
+
+def read_settings(path: Path) -> Settings:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SettingsError(f"settings file {path}: {exc}") from exc
+    return load_settings(raw)
