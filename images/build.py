@@ -26,12 +26,16 @@ SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 _SKIP = {"__pycache__", ".mypy_cache", ".pytest_cache"}
 
 
+PYTHON_BUILD_STAGE = ROOT / "images" / "python-build.Dockerfile"
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     name: str
     context: Path
-    # Whether the Dockerfile installs from PyPI and so takes build-ca.pem for a TLS-intercepting network.
-    takes_ca_bundle: bool = False
+    # A Python image: its Dockerfile follows the shared build stage, which installs from PyPI and so takes
+    # build-ca.pem for a TLS-intercepting network.
+    python: bool = False
 
     @property
     def repository(self) -> str:
@@ -39,8 +43,8 @@ class ImageSpec:
 
 
 IMAGES = {
-    "app": ImageSpec("app", ROOT / "app", takes_ca_bundle=True),
-    "autoscaler": ImageSpec("autoscaler", ROOT / "autoscaler", takes_ca_bundle=True),
+    "app": ImageSpec("app", ROOT / "app", python=True),
+    "autoscaler": ImageSpec("autoscaler", ROOT / "autoscaler", python=True),
     "haproxy": ImageSpec("haproxy", ROOT / "images" / "haproxy"),
     "postgres": ImageSpec("postgres", ROOT / "images" / "postgres"),
     "registry": ImageSpec("registry", ROOT / "images" / "registry"),
@@ -62,21 +66,32 @@ def _context_files(context: Path) -> Iterator[Path]:
             yield path
 
 
+def _context_entries(spec: ImageSpec) -> Iterator[tuple[str, bytes, int]]:
+    """The build context as (name, content, mode): the folder's files, and for a Python image its Dockerfile
+    behind the shared build stage."""
+    for path in _context_files(spec.context):
+        name, content = path.relative_to(spec.context).as_posix(), path.read_bytes()
+        if spec.python and name == "Dockerfile":
+            content = PYTHON_BUILD_STAGE.read_bytes() + b"\n" + content
+        yield name, content, path.stat().st_mode
+
+
 def context_digest(spec: ImageSpec) -> str:
     digest = hashlib.sha256()
-    for path in _context_files(spec.context):
-        relative = path.relative_to(spec.context).as_posix()
-        digest.update(f"{relative}\0{path.stat().st_mode & 0o111}\0".encode())
-        digest.update(path.read_bytes())
+    for name, content, mode in _context_entries(spec):
+        digest.update(f"{name}\0{mode & 0o111}\0".encode())
+        digest.update(content)
     return digest.hexdigest()[:16]
 
 
 def context_tar(spec: ImageSpec, ca_bundle: Path | None) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path in _context_files(spec.context):
-            tar.add(path, arcname=path.relative_to(spec.context).as_posix())
-        if spec.takes_ca_bundle and ca_bundle is not None:
+        for name, content, mode in _context_entries(spec):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), mode & 0o777
+            tar.addfile(info, io.BytesIO(content))
+        if spec.python and ca_bundle is not None:
             tar.add(ca_bundle, arcname="build-ca.pem")
     return buffer.getvalue()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from images.build import IMAGES, ROOT, ImageSpec, context_digest, context_tar
+from images.build import IMAGES, PYTHON_BUILD_STAGE, ROOT, ImageSpec, context_digest, context_tar
 
 
 def test_context_digest_changes_with_content_and_ignores_caches(tmp_path: Path) -> None:
@@ -25,15 +25,28 @@ def test_context_digest_changes_with_content_and_ignores_caches(tmp_path: Path) 
     assert context_digest(spec) != first
 
 
+def test_a_python_image_builds_behind_the_shared_build_stage(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\nCOPY --from=build /opt/venv /opt/venv\n")
+    python, plain = ImageSpec("probe", tmp_path, python=True), ImageSpec("probe", tmp_path)
+    with tarfile.open(fileobj=io.BytesIO(context_tar(python, None))) as tar:
+        dockerfile = tar.extractfile("Dockerfile").read().decode()  # type: ignore[union-attr]
+    assert dockerfile == PYTHON_BUILD_STAGE.read_text() + "\n" + (tmp_path / "Dockerfile").read_text()
+    assert "FROM debian:bookworm-slim AS build" in dockerfile
+    with tarfile.open(fileobj=io.BytesIO(context_tar(plain, None))) as tar:
+        assert tar.extractfile("Dockerfile").read() == (tmp_path / "Dockerfile").read_bytes()  # type: ignore[union-attr]
+    # The shared stage is part of what the tag digests: editing it rebuilds every Python image.
+    assert context_digest(python) != context_digest(plain)
+
+
 def test_ca_bundle_goes_only_into_contexts_that_take_it(tmp_path: Path) -> None:
     bundle = tmp_path / "ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     for name, spec in IMAGES.items():
         with tarfile.open(fileobj=io.BytesIO(context_tar(spec, bundle))) as tar:
-            assert ("build-ca.pem" in tar.getnames()) == spec.takes_ca_bundle, name
+            assert ("build-ca.pem" in tar.getnames()) == spec.python, name
 
 
-@pytest.mark.parametrize("name", [name for name, spec in IMAGES.items() if spec.takes_ca_bundle])
+@pytest.mark.parametrize("name", [name for name, spec in IMAGES.items() if spec.python])
 def test_image_holds_no_trace_of_the_build_ca(
     name: str, images: dict[str, str], docker_client: docker.DockerClient
 ) -> None:
