@@ -81,9 +81,13 @@ class TestStack:
         return str(self.outputs["metrics_url"])
 
     @property
+    def autoscaler_status_url(self) -> str:
+        return str(self.outputs["autoscaler_status_url"])
+
+    @property
     def autoscaler_url(self) -> str:
         """The autoscaler's API root (/status, /events, /metrics)."""
-        return str(self.outputs["autoscaler_status_url"]).removesuffix("/status")
+        return self.autoscaler_status_url.removesuffix("/status")
 
     @property
     def app_service(self) -> str:
