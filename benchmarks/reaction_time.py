@@ -1,5 +1,6 @@
 """Reaction time of the autoscaler: from the moment load crosses the rule to the first new replica serving
-a request through HAProxy. Median of several runs on the request path in Swarm mode.
+a request through HAProxy. Median of several runs on the request path the Pulumi program deploys (a test
+stack of the local stack's config, testbed/stack.py, with the policy below).
 
     uv run python -m benchmarks.reaction_time [--runs 5] [--interval 2]
 
@@ -13,21 +14,16 @@ Then it stops the load and waits for the scale-in back to 2 before the next run.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import docker
 import httpx
 
-from images.build import build_all
 from testbed.load import Load
-from testbed.ports import free_loopback_port
+from testbed.stack import TestStack, stand_up
 from testbed.waiting import wait_for
-from tests.support.swarm import SwarmPath, ensure_swarm
 
 
 def policy(interval_s: float) -> dict[str, Any]:
@@ -53,12 +49,12 @@ def answering(url: str) -> bool:
         return False
 
 
-def one_run(path: SwarmPath, autoscaler: str) -> tuple[float, float]:
-    wait_for("2 replicas, both UP", lambda: status(autoscaler)["ready"] == 2 and path.replicas() == 2, 120)
-    existing = {t["Status"]["ContainerStatus"]["ContainerID"][:12] for t in path.running_tasks()}
+def one_run(stack: TestStack, autoscaler: str) -> tuple[float, float]:
+    wait_for("2 replicas, both UP", lambda: status(autoscaler)["ready"] == 2 and stack.replicas() == 2, 120)
+    existing = {t["Status"]["ContainerStatus"]["ContainerID"][:12] for t in stack.running_tasks()}
     last_seq = httpx.get(f"{autoscaler}/events", timeout=5).json()["events"][-1]["seq"]
     started_wall, started = time.time(), time.monotonic()
-    with Load(path.url, workers=12, max_seconds=60) as load:
+    with Load(stack.url, workers=12, max_seconds=60) as load:
         wait_for("a new replica to serve", lambda: bool(set(load.first_served) - existing), 60)
     first_new = min(t for replica, t in load.first_served.items() if replica not in existing)
     events = httpx.get(f"{autoscaler}/events", params={"since": last_seq}, timeout=5).json()["events"]
@@ -73,49 +69,33 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--interval", type=float, default=2.0, help="the policy's interval_seconds")
     args = parser.parse_args()
-    client = docker.from_env()
-    created = ensure_swarm(client)
-    path = SwarmPath(client, build_all())
-    try:
-        path.wait_running(2)
-        with tempfile.TemporaryDirectory() as scratch:
-            policy_file = Path(scratch) / "policy.json"
-            policy_file.write_text(json.dumps(policy(args.interval)))
-            policy_file.chmod(0o444)
-            port = free_loopback_port()
-            path.autoscaler(str(policy_file), port)
-            autoscaler = f"http://127.0.0.1:{port}"
-            wait_for("the autoscaler", lambda: answering(f"{autoscaler}/status"), 30)
-            runs = []
-            for index in range(args.runs):
-                decision, serving = one_run(path, autoscaler)
-                runs.append((decision, serving))
-                print(
-                    f"run {index + 1}: decision {decision:.2f} s, new replica serving {serving:.2f} s",
-                    flush=True,
-                )
-            metrics = httpx.get(f"{autoscaler}/metrics", timeout=5).text
-        cpu = next(
-            line.split()[-1]
-            for line in metrics.splitlines()
-            if line.startswith('hostscale_autoscaler_tick_seconds_avg{clock="cpu"}')
-        )
-        wall = next(
-            line.split()[-1]
-            for line in metrics.splitlines()
-            if line.startswith('hostscale_autoscaler_tick_seconds_avg{clock="wall"}')
-        )
-        print(
-            f"median over {args.runs} runs (interval {args.interval:g} s): decision {statistics.median(r[0] for r in runs):.2f} s, "
-            f"new replica serving {statistics.median(r[1] for r in runs):.2f} s"
-        )
-        print(
-            f"loop overhead per evaluation: {float(cpu) * 1000:.1f} ms CPU, {float(wall) * 1000:.1f} ms wall"
-        )
-    finally:
-        path.teardown()
-        if created:
-            client.swarm.leave(force=True)
+    with stand_up(docker.from_env(), autoscaler=policy(args.interval)) as stack:
+        autoscaler = stack.autoscaler_url
+        wait_for("the autoscaler", lambda: answering(f"{autoscaler}/status"), 30)
+        runs = []
+        for index in range(args.runs):
+            decision, serving = one_run(stack, autoscaler)
+            runs.append((decision, serving))
+            print(
+                f"run {index + 1}: decision {decision:.2f} s, new replica serving {serving:.2f} s",
+                flush=True,
+            )
+        metrics = httpx.get(f"{autoscaler}/metrics", timeout=5).text
+    cpu = next(
+        line.split()[-1]
+        for line in metrics.splitlines()
+        if line.startswith('hostscale_autoscaler_tick_seconds_avg{clock="cpu"}')
+    )
+    wall = next(
+        line.split()[-1]
+        for line in metrics.splitlines()
+        if line.startswith('hostscale_autoscaler_tick_seconds_avg{clock="wall"}')
+    )
+    print(
+        f"median over {args.runs} runs (interval {args.interval:g} s): decision {statistics.median(r[0] for r in runs):.2f} s, "
+        f"new replica serving {statistics.median(r[1] for r in runs):.2f} s"
+    )
+    print(f"loop overhead per evaluation: {float(cpu) * 1000:.1f} ms CPU, {float(wall) * 1000:.1f} ms wall")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 The autoscaler reads each VM's power state with one `virsh` call per VM per tick, and each call is a new
 libvirt connection: over qemu+ssh that is an SSH handshake per call unless the session is shared
 (ControlMaster in the component's ssh_config). Measured inside the autoscaler's own image, against this host's
-libvirt behind a loopback sshd (tests/support/sshd.py), so the figures leave out the LAN's round trips.
+libvirt behind a loopback sshd (testbed/sshd.py), so the figures leave out the LAN's round trips.
 
     uv run python -m benchmarks.virsh_over_ssh --calls 50
 """

@@ -1,6 +1,6 @@
 """Benchmark users: each hammers one endpoint with no think time, to measure throughput and latency.
 
-Run one class at a time (scripts/benchmark-request-path does), e.g.:
+Run one class at a time (benchmarks/request_path.py does), e.g.:
     locust -f loadtests/benchmark.py --headless -u 32 -r 32 -t 20s -H http://127.0.0.1:8080 HealthzUser
 """
 

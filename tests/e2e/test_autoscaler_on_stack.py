@@ -1,10 +1,10 @@
-"""The autoscaler image against real HAProxy and a real Swarm service: load makes it scale out, the new
+"""The autoscaler image against real HAProxy and a real Swarm service, as the Pulumi program deploys them (a
+test stack, testbed/stack.py, with POLICY as its autoscaler's policy): load makes it scale out, the new
 replicas take traffic, load stops and it scales back to min; HAProxy restarted mid-run makes it hold, then
 resume."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,9 +15,8 @@ import pytest
 
 from autoscaler.swarm import SwarmService
 from testbed.load import Load
-from testbed.ports import free_loopback_port
+from testbed.stack import TestStack, stand_up
 from testbed.waiting import wait_for
-from tests.support.swarm import SwarmPath, ensure_swarm
 
 POLICY = {
     "replicas": {"min": 2, "max": 5},
@@ -30,43 +29,33 @@ POLICY = {
 
 
 @pytest.fixture(scope="module")
-def swarm_path(docker_client: docker.DockerClient, images: dict[str, str]) -> Iterator[SwarmPath]:
-    created = ensure_swarm(docker_client)
-    path = SwarmPath(docker_client, images)
-    try:
-        path.wait_running(2)
-        yield path
-    finally:
-        path.teardown()
-        if created:
-            docker_client.swarm.leave(force=True)
+def stack(docker_client: docker.DockerClient, images: dict[str, str]) -> Iterator[TestStack]:
+    """The program's own request path (the local stack's config) with POLICY as its autoscaler's policy."""
+    with stand_up(docker_client, autoscaler=POLICY) as deployed:
+        yield deployed
 
 
 @pytest.fixture(scope="module")
-def autoscaler(swarm_path: SwarmPath, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    policy = tmp_path_factory.mktemp("policy") / "policy.json"
-    policy.write_text(json.dumps(POLICY))
-    policy.chmod(0o444)
-    port = free_loopback_port()
-    container = swarm_path.autoscaler(str(policy), port)
-    url = f"http://127.0.0.1:{port}"
+def autoscaler(stack: TestStack) -> Iterator[str]:
+    url = stack.autoscaler_url
     wait_for("the autoscaler's status API", lambda: _status(url) is not None, 30)
     yield url
-    print(container.logs().decode()[-3000:])
+    print(stack.autoscaler().logs().decode()[-3000:])
 
 
-def test_swarm_actuator_changes_the_count_without_replacing_running_tasks(swarm_path: SwarmPath) -> None:
-    actuator = SwarmService(swarm_path.client, swarm_path.app_service_name)
-    before = {task["ID"] for task in swarm_path.running_tasks()}
-    assert actuator.get() == 2
-    actuator.set(3)
-    swarm_path.wait_running(3)
-    assert before <= {task["ID"] for task in swarm_path.running_tasks()}, (
-        "scaling out must not roll the service"
-    )
-    actuator.set(2)
-    swarm_path.wait_running(2)
-    assert actuator.get() == 2
+def test_swarm_actuator_changes_the_count_without_replacing_running_tasks(stack: TestStack) -> None:
+    actuator = SwarmService(stack.client, stack.app_service)
+    with stack.autoscaler_stopped():  # the stack's own autoscaler would take the count back to min
+        before = {task["ID"] for task in stack.running_tasks()}
+        assert actuator.get() == 2
+        actuator.set(3)
+        stack.wait_running(3)
+        assert before <= {task["ID"] for task in stack.running_tasks()}, (
+            "scaling out must not roll the service"
+        )
+        actuator.set(2)
+        stack.wait_running(2)
+        assert actuator.get() == 2
 
 
 def _status(url: str) -> dict[str, Any] | None:
@@ -85,18 +74,18 @@ def _events(url: str, since: int = 0) -> list[dict[str, Any]]:
 
 
 def test_load_scales_out_new_replicas_serve_then_it_scales_back_to_min(
-    swarm_path: SwarmPath, autoscaler: str
+    stack: TestStack, autoscaler: str
 ) -> None:
     wait_for("both replicas UP in HAProxy", lambda: (_status(autoscaler) or {}).get("ready") == 2, 60)
-    with Load(swarm_path.url, workers=12, max_seconds=120) as load:
-        wait_for("a scale-out", lambda: swarm_path.replicas() > 2, 60)
+    with Load(stack.url, workers=12, max_seconds=120) as load:
+        wait_for("a scale-out", lambda: stack.replicas() > 2, 60)
         wait_for("a third replica to serve through HAProxy", lambda: len(load.served) >= 3, 60)
-        peak = swarm_path.replicas()
+        peak = stack.replicas()
     assert load.failures == [], f"requests failed during scale-out: {load.failures[:5]}"
     assert len(load.served) >= 3, load.served
 
-    wait_for("the scale-in back to min", lambda: swarm_path.replicas() == 2, 120)
-    swarm_path.wait_running(2)
+    wait_for("the scale-in back to min", lambda: stack.replicas() == 2, 120)
+    stack.wait_running(2)
     changes = [e for e in _events(autoscaler) if e["acted"]]
     ups = [e for e in changes if e["direction"] == "up"]
     downs = [e for e in changes if e["direction"] == "down"]
@@ -107,13 +96,13 @@ def test_load_scales_out_new_replicas_serve_then_it_scales_back_to_min(
     print(f"scaled 2 -> {peak} -> 2; served by {len(load.served)} replicas: {dict(load.served)}")
 
 
-def test_haproxy_restart_makes_it_hold_then_resume(swarm_path: SwarmPath, autoscaler: str) -> None:
-    wait_for("a steady state", lambda: (_status(autoscaler) or {}).get("ready") == swarm_path.replicas(), 60)
+def test_haproxy_restart_makes_it_hold_then_resume(stack: TestStack, autoscaler: str) -> None:
+    wait_for("a steady state", lambda: (_status(autoscaler) or {}).get("ready") == stack.replicas(), 60)
     before = _events(autoscaler)[-1]["seq"]
-    replicas = swarm_path.replicas()
-    swarm_path.haproxy.stop(timeout=1)
+    replicas = stack.replicas()
+    stack.haproxy().stop(timeout=1)
     time.sleep(POLICY["metrics_max_age_seconds"] + 2)  # type: ignore[operator]  # past the metrics' max age
-    swarm_path.haproxy.start()
+    stack.haproxy().start()
     wait_for("metrics again", lambda: not _events(autoscaler, before)[-1]["error"], 60)
 
     during = _events(autoscaler, before)
@@ -121,6 +110,6 @@ def test_haproxy_restart_makes_it_hold_then_resume(swarm_path: SwarmPath, autosc
     assert errors, "the autoscaler should have seen HAProxy go away"
     assert any(r.startswith("held: metrics stale for") for e in errors for r in e["reasons"]), errors[-1]
     assert all(e["desired"] == replicas for e in during), "it must hold while HAProxy is away"
-    assert swarm_path.replicas() == replicas
+    assert stack.replicas() == replicas
     # Resumed: fresh readings of ready replicas after the restart.
     wait_for("replicas UP again", lambda: (_status(autoscaler) or {}).get("ready") == replicas, 60)
