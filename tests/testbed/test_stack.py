@@ -3,13 +3,14 @@ publishes on the host is the test stack's own, so it deploys next to a `local` s
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from components.config import StackConfig, load_stack_config
 from harness.program import stack_config
-from harness.recording import run_program
+from harness.recording import record_program
 from testbed.stack import config_for
 
 PREFIX = "hs-0123abcd"
@@ -26,7 +27,7 @@ def loaded(config: dict[str, Any]) -> StackConfig:
 
 
 def test_every_docker_object_the_program_names_starts_with_the_test_stacks_prefix() -> None:
-    run = run_program(config_for(PREFIX), "test-0123abcd")
+    run = record_program(config_for(PREFIX), "test-0123abcd")
     named = {
         name: declared.inputs["name"]
         for name, declared in run.resources.items()
@@ -48,14 +49,14 @@ def test_every_docker_object_the_program_names_starts_with_the_test_stacks_prefi
 
 def test_host_ports_are_free_loopback_ports_of_its_own() -> None:
     config = config_for(PREFIX)
-    run = run_program(config, "test-0123abcd")
+    run = record_program(config, "test-0123abcd")
     haproxy = run.resources["load-balancer-haproxy"].inputs
     published = {(p["ip"], p["external"]) for p in haproxy["ports"]}
     settings = loaded(config)
     lb = settings.load_balancer
     assert published == {("127.0.0.1", lb.http_port), ("127.0.0.1", lb.stats_port)}
-    command = run.resources["autoscaler-container"].inputs["command"]
-    listen = command[command.index("--listen") + 1]
+    uploads = {u["file"]: u["content"] for u in run.resources["autoscaler-container"].inputs["uploads"]}
+    listen = json.loads(uploads["/etc/hostscale/autoscaler.json"])["listen"]
     assert listen == f"127.0.0.1:{settings.autoscaler.listen_port}"
     ports = {lb.http_port, lb.stats_port, settings.autoscaler.listen_port}
     assert len(ports) == 3, f"ports must differ: {ports}"
