@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.config import AppConfig
 from components.database import password_file
+from components.settings import AppConfig
 
 # The one property the autoscaler writes.
 REPLICAS_PROPERTY = "mode.replicated.replicas"

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from components.config import AutoscalerConfig, VmPoolConfig
 from components.haproxy_cfg import BACKEND
+from components.settings import AutoscalerConfig, VmPoolConfig
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 LIBVIRT_SOCKET = "/var/run/libvirt/libvirt-sock"

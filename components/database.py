@@ -10,7 +10,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.config import DatabaseConfig
+from components.settings import DatabaseConfig
 
 PASSWORD_FILE = "db_password"  # noqa: S105 (a file name, not a password): mounted at /run/secrets/db_password in Postgres and the app
 

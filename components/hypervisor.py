@@ -18,7 +18,7 @@ import pulumi_libvirt as libvirt
 from pulumi_command import local
 
 from components.cloud_init import WorkerSettings, render_user_data
-from components.config import HypervisorHostConfig, VmPoolConfig
+from components.settings import HypervisorHostConfig, VmPoolConfig
 from images.build import ROOT
 
 DISK_BYTES = 20 * 2**30

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.config import LoadBalancerConfig
 from components.haproxy_cfg import HAProxySettings, render_haproxy_cfg
+from components.settings import LoadBalancerConfig
 
 FRONTEND_PORT = 8080  # inside the container
 METRICS_PORT = 8404

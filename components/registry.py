@@ -15,7 +15,7 @@ import pulumi
 import pulumi_docker as docker
 from pulumi_command import local
 
-from components.config import VmPoolConfig
+from components.settings import VmPoolConfig
 
 REGISTRY_PORT = 5000  # inside the container
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import docker
 
 from components.autoscaler import KNOWN_HOSTS_PATH, SSH_CONFIG_PATH, SSH_KEY_PATH
-from components.config import HypervisorHostConfig
+from components.settings import HypervisorHostConfig
 from testbed.ports import free_loopback_port
 
 AUTOSCALER_UID = 10002

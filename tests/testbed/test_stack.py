@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from components.config import StackConfig, load_stack_config
+from components.config import load_stack_config
+from components.settings import StackConfig
 from harness.program import stack_config
 from harness.recording import record_program
 from testbed.stack import config_for
