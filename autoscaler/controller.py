@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
@@ -81,7 +82,13 @@ class Controller:
         self.clock = clock
         self.wall_clock = wall_clock
         self.history = History()
-        self.events: deque[Event] = deque(maxlen=keep_events)
+        # The loop appends from its thread while the status API reads from the event loop's: every read takes a
+        # copy under this lock (iterating the deque while it grows raises "deque mutated during iteration").
+        self._lock = threading.Lock()
+        self._events: deque[Event] = deque(maxlen=keep_events)
+        # Counted as they happen, not over the bounded buffer: a counter that fell once the buffer wrapped would
+        # read as a restart to Prometheus.
+        self._actions: Counter[str] = Counter()
         self.last_sample: BackendSample | None = None
         # Wall and CPU seconds of the last ticks: the loop's own overhead, for /metrics and the benchmarks.
         self.tick_seconds: list[float] = []
@@ -139,7 +146,10 @@ class Controller:
             vms_running=sum(1 for state in vms.values() if state != "off") if self.fleet else None,
             vm_steps=vm_steps,
         )
-        self.events.append(event)
+        with self._lock:
+            self._events.append(event)
+            if acted:
+                self._actions[decision.direction] += 1
         self.tick_seconds.append(time.perf_counter() - started)
         self.tick_cpu_seconds.append(time.thread_time() - started_cpu)
         del self.tick_seconds[:-1000], self.tick_cpu_seconds[:-1000]
@@ -167,8 +177,18 @@ class Controller:
                 taken.append(f"{step.verb} {step.vm}: {step.reason}")
         return labels, tuple(taken), "; ".join(new_errors) or None
 
+    def recent_events(self) -> list[Event]:
+        """The kept events, oldest first: a copy, safe to read while the loop ticks."""
+        with self._lock:
+            return list(self._events)
+
     def events_since(self, seq: int) -> list[Event]:
-        return [event for event in self.events if event.seq > seq]
+        return [event for event in self.recent_events() if event.seq > seq]
+
+    def scaling_actions(self, direction: str) -> int:
+        """Replica changes made in `direction` since the process started (never falls)."""
+        with self._lock:
+            return self._actions[direction]
 
 
 def _label(vm: VmState) -> str:

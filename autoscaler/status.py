@@ -29,7 +29,7 @@ class ControllerCollector(Collector):
         self.controller = controller
 
     def collect(self) -> Iterator[Metric]:
-        events = self.controller.events
+        events = self.controller.recent_events()
         replicas = GaugeMetricFamily(
             "hostscale_autoscaler_replicas", "Replica counts seen and set.", labels=["kind"]
         )
@@ -46,7 +46,7 @@ class ControllerCollector(Collector):
             "hostscale_autoscaler_scaling_actions", "Scaling actions taken.", labels=["direction"]
         )
         for direction in ("up", "down"):
-            scaled.add_metric([direction], sum(1 for e in events if e.acted and e.direction == direction))
+            scaled.add_metric([direction], self.controller.scaling_actions(direction))
         tick = GaugeMetricFamily(
             "hostscale_autoscaler_tick_seconds_avg",
             "Mean time of one evaluation over the last ticks.",
@@ -65,7 +65,7 @@ def create_status_app(controller: Controller, lifespan: Any = None) -> Starlette
     registry.register(ControllerCollector(controller))
 
     async def status(request: Request) -> Response:
-        events = list(controller.events)
+        events = controller.recent_events()
         last = events[-1] if events else None
         changes = [_event(e) for e in events if e.direction != "none" or e.error or e.vm_steps][-20:]
         return JSONResponse(

@@ -1,5 +1,5 @@
 """The reconcile loop with its adapters replaced by recording fakes: what it writes, when it holds, what it
-records. (The real adapters are exercised in test_autoscaler_on_swarm.py.)"""
+records. (The real adapters are exercised in tests/e2e/test_autoscaler_on_stack.py.)"""
 
 from __future__ import annotations
 
