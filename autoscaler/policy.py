@@ -7,6 +7,8 @@ previews is a policy that runs. Every error names the key and the value.
 
 from __future__ import annotations
 
+import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -110,6 +112,8 @@ class Reader:
             raise PolicyError(f"{self.key(name)} is required")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise PolicyError(f"{self.key(name)} must be a number, got {value!r}")
+        if not math.isfinite(value):  # YAML's .nan and .inf compare false with every bound below
+            raise PolicyError(f"{self.key(name)} must be a finite number, got {value!r}")
         if positive and value <= 0:
             raise PolicyError(f"{self.key(name)} must be positive, got {value!r}")
         if value < low:
@@ -173,7 +177,10 @@ class Reader:
     def done(self) -> None:
         unknown = sorted(set(self.raw) - self.used)
         if unknown:
-            raise PolicyError(f"{self.key(unknown[0])} is not a known setting")
+            # Every loader reads each of its keys before done(), so what was read is the set of valid keys.
+            nearest = difflib.get_close_matches(str(unknown[0]), sorted(self.used), n=1)
+            hint = f" (did you mean {self.key(nearest[0])}?)" if nearest else ""
+            raise PolicyError(f"{self.key(unknown[0])} is not a known setting{hint}")
 
 
 def _direction(reader: Reader, default: DirectionPolicy) -> DirectionPolicy:

@@ -75,7 +75,7 @@ INVALID = [
     invalid("zero target", raw(targets=[{"name": "x", "metric": "sessions_per_replica", "target": 0}]),
             "hostscale:autoscaler.targets[0].target must be positive, got 0"),
     invalid("misspelt key in a rule", raw(targets=[{"name": "x", "metric": "sessions_per_replica", "target": 5, "taget": 1}]),
-            "hostscale:autoscaler.targets[0].taget is not a known setting"),
+            "hostscale:autoscaler.targets[0].taget is not a known setting (did you mean hostscale:autoscaler.targets[0].target?)"),
     invalid("unknown top-level key", raw(maximum=3),
             "hostscale:autoscaler.maximum is not a known setting"),
     invalid("no rules", raw(targets=[], steps=[]),
