@@ -52,11 +52,17 @@ def build_app(controller: Controller) -> Starlette:
     return create_status_app(controller, lifespan=lifespan)
 
 
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request at INFO: one line per metrics read, every tick, forever, burying the decisions.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autoscaler", description="hostscale's scaling controller")
     parser.add_argument("--settings", type=Path, required=True, help="the settings file (JSON)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     try:
         settings = read_settings(args.settings)
     except SettingsError as exc:

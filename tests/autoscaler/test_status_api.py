@@ -113,3 +113,16 @@ def test_status_events_and_metrics_answer_while_the_loop_ticks() -> None:
         ticker.join(timeout=10)
         sys.setswitchinterval(previous)
     assert codes == [200] * 120
+
+
+def test_the_log_keeps_decisions_and_drops_a_line_per_metrics_read() -> None:
+    # In a fresh interpreter, as the process starts: pytest's own logging set-up would hide what it does.
+    probe = (
+        "import logging; from autoscaler.service import configure_logging; configure_logging(); "
+        "print(logging.getLogger('hostscale.autoscaler').isEnabledFor(logging.INFO), "
+        "logging.getLogger('httpx').isEnabledFor(logging.INFO))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert result.stdout.split() == ["True", "False"], "decisions logged, httpx's line per metrics read not"
