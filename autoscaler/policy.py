@@ -8,6 +8,7 @@ previews is a policy that runs. Every error names the key and the value.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -151,6 +152,18 @@ class Reader:
         if not isinstance(value, str) or not value:
             raise PolicyError(f"{self.key(name)} must be a non-empty string, got {value!r}")
         return value
+
+    def listen(self, name: str, default: str | None = None) -> tuple[str, int]:
+        """An IPv4 `ADDRESS:PORT` to serve on, as (address, port)."""
+        value = self.string(name, default)
+        host, _, port = value.rpartition(":")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise PolicyError(f"{self.key(name)} must be ADDRESS:PORT, got {value!r}") from None
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise PolicyError(f"{self.key(name)} must be ADDRESS:PORT, got {value!r}")
+        return host, int(port)
 
     def name(self, name: str) -> str:
         value = self.get(name)

@@ -21,7 +21,6 @@ The policy is checked by the policy module's own loader, prefixed `policy.`.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,17 +93,6 @@ class _Settings(Reader):
         self.present(name)
         return self.string(name)
 
-    def listen(self, name: str) -> tuple[str, int]:
-        value = self.text(name)
-        host, _, port = value.rpartition(":")
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            raise SettingsError(f"{self.key(name)} must be ADDRESS:PORT, got {value!r}") from None
-        if not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise SettingsError(f"{self.key(name)} must be ADDRESS:PORT, got {value!r}")
-        return host, int(port)
-
     def park(self, name: str) -> ParkMode:
         value = self.text(name)
         for mode in PARK_MODES:
@@ -153,6 +141,7 @@ def load_settings(raw: Any) -> Settings:
     reader = _Settings(raw, "")
     service = reader.text("service")
     haproxy = _haproxy(reader.section("haproxy"))
+    reader.present("listen")
     host, port = reader.listen("listen")
     policy = load_policy(reader.present("policy"), prefix=reader.key("policy"))
     fleet = None if reader.present("fleet") is None else _fleet(reader.section("fleet"))

@@ -64,6 +64,12 @@ def one_run(stack: TestStack, autoscaler: str) -> tuple[float, float]:
     return decided - started_wall, first_new - started
 
 
+def tick_seconds(metrics: str, clock: str) -> float:
+    """The autoscaler's mean evaluation time on `clock` (cpu or wall), from its Prometheus exposition."""
+    series = f'hostscale_autoscaler_tick_seconds_avg{{clock="{clock}"}}'
+    return next(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(series))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=5)
@@ -81,21 +87,12 @@ def main() -> None:
                 flush=True,
             )
         metrics = httpx.get(f"{autoscaler}/metrics", timeout=5).text
-    cpu = next(
-        line.split()[-1]
-        for line in metrics.splitlines()
-        if line.startswith('hostscale_autoscaler_tick_seconds_avg{clock="cpu"}')
-    )
-    wall = next(
-        line.split()[-1]
-        for line in metrics.splitlines()
-        if line.startswith('hostscale_autoscaler_tick_seconds_avg{clock="wall"}')
-    )
+    cpu, wall = (tick_seconds(metrics, clock) for clock in ("cpu", "wall"))
     print(
         f"median over {args.runs} runs (interval {args.interval:g} s): decision {statistics.median(r[0] for r in runs):.2f} s, "
         f"new replica serving {statistics.median(r[1] for r in runs):.2f} s"
     )
-    print(f"loop overhead per evaluation: {float(cpu) * 1000:.1f} ms CPU, {float(wall) * 1000:.1f} ms wall")
+    print(f"loop overhead per evaluation: {cpu * 1000:.1f} ms CPU, {wall * 1000:.1f} ms wall")
 
 
 if __name__ == "__main__":

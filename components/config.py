@@ -127,17 +127,10 @@ def _database(section: _Section) -> DatabaseConfig:
 
 
 def _autoscaler(section: _Section) -> AutoscalerConfig:
-    listen = section.string("listen", "127.0.0.1:9100")
-    host, _, port = listen.rpartition(":")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ConfigError(f"{section.key('listen')} must be ADDRESS:PORT, got {listen!r}")
-    try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        raise ConfigError(f"{section.key('listen')} must be ADDRESS:PORT, got {listen!r}") from None
+    host, port = section.listen("listen", "127.0.0.1:9100")
     raw_policy = {key: value for key, value in section.raw.items() if key != "listen"}
     policy = load_policy(raw_policy, prefix=section.path)
-    return AutoscalerConfig(policy, raw_policy, host, int(port))
+    return AutoscalerConfig(policy, raw_policy, host, port)
 
 
 HOST_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
