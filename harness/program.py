@@ -61,16 +61,18 @@ def run_program(
     mocks: pulumi.runtime.Mocks,
     secrets: dict[str, str] | None = None,
     monitor: MockMonitor | None = None,
+    preview: bool = False,
 ) -> ProgramRun:
     """Run __main__.py once with `config` (the stack file's `config:` mapping, or an edited copy) and `secrets`
-    (full keys, e.g. "hostscale:db_password") as the stack's configuration. The program's own errors propagate."""
+    (full keys, e.g. "hostscale:db_password") as the stack's configuration. The program's own errors propagate.
+    `preview`: a dry run, as `pulumi preview` runs the program (values not known yet are unknown Outputs)."""
     values = {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
     values.update(secrets or {})
     pulumi.runtime.set_all_config(values, list(secrets or {}))
     # Pulumi's runtime drives its own loop through asyncio.get_event_loop(); tests that ran asyncio.run()
     # before leave none set in the main thread.
     asyncio.set_event_loop(asyncio.new_event_loop())
-    pulumi.runtime.set_mocks(mocks, project="hostscale", stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project="hostscale", stack=stack, preview=preview, monitor=monitor)
     namespace: dict[str, Any] = {}
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi's decorator has no annotations

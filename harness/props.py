@@ -10,12 +10,19 @@ class Unsupported(NotImplementedError):
     """The harness does not apply this; a real engine might, but we refuse to pretend."""
 
 
-class Props:
-    """Takes properties out of one input object and fails on any left untaken."""
+class Validated(Exception):
+    """Raised by a check-only Props once every property of the resource was taken: the applier stops there,
+    before it touches anything (how a preview checks that an `up` could apply a resource)."""
 
-    def __init__(self, where: str, values: dict[str, Any] | None) -> None:
+
+class Props:
+    """Takes properties out of one input object and fails on any left untaken. With `check_only`, done()
+    on this (top-level) object raises Validated instead of returning."""
+
+    def __init__(self, where: str, values: dict[str, Any] | None, check_only: bool = False) -> None:
         self.where = where
         self.values = dict(values or {})
+        self.check_only = check_only
 
     def take(self, key: str, default: Any = None) -> Any:
         return self.values.pop(key, default)
@@ -29,3 +36,5 @@ class Props:
     def done(self) -> None:
         if self.values:
             raise Unsupported(f"{self.where}: the apply harness does not apply {sorted(self.values)}")
+        if self.check_only:
+            raise Validated(self.where)

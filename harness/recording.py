@@ -7,8 +7,10 @@ call, fails the run loudly instead of returning something made up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from unittest import mock
 
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
@@ -17,6 +19,7 @@ from harness.program import SECRET_SIG, ProgramRun, run_program, unwrap_secrets
 
 FAKE_JOIN_TOKEN = "SWMTKN-1-mock-join-token"  # noqa: S105 (a placeholder the mock returns)
 FAKE_PASSWORD = "mock-generated-password"  # noqa: S105
+FAKE_DIGEST = "sha256:" + "d" * 64  # what a push step prints: the digest the registry stored
 
 KNOWN_TYPES = {
     "command:local:Command",
@@ -43,6 +46,8 @@ class Declared:
     parent: str = ""
     secret_inputs: set[str] = field(default_factory=set)  # top-level inputs that arrived as secrets
     provider: str = ""  # the provider reference ("urn::id") of a resource with an explicit provider
+    depends_on: list[str] = field(default_factory=list)  # names of the resources it waits for (depends_on)
+    delete_before_replace: bool = False
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -65,7 +70,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         declared.inputs = unwrap_secrets(dict(args.inputs))
         outputs = dict(args.inputs)  # as the engine does: secret inputs come back as secret outputs
         if args.typ == "command:local:Command":
-            outputs["stdout"] = FAKE_JOIN_TOKEN if "join-token" in str(args.inputs.get("create")) else ""
+            create = str(args.inputs.get("create"))
+            outputs["stdout"] = (
+                FAKE_JOIN_TOKEN if "join-token" in create else FAKE_DIGEST if "docker push" in create else ""
+            )
         if args.typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = FAKE_PASSWORD
         if args.typ == "libvirt:index/domain:Domain":
@@ -88,6 +96,8 @@ class RecordingMonitor(MockMonitor):
         declared = self.recording.resources.setdefault(request.name, Declared(request.type, {}))
         declared.ignore_changes = list(request.ignoreChanges)
         declared.parent = request.parent
+        declared.depends_on = [urn.rsplit("::", 1)[-1] for urn in request.dependencies]
+        declared.delete_before_replace = bool(request.deleteBeforeReplace)
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
@@ -99,14 +109,26 @@ class Recording(ProgramRun):
         return {name: r for name, r in self.resources.items() if r.type == typ}
 
 
+def no_live_service(service_name: str) -> int | None:
+    return None
+
+
 def record_program(
     config: dict[str, Any],
     stack: str = "test",
     secrets: dict[str, str] | None = None,
     mocks: RecordingMocks | None = None,
+    live_replica_count: Callable[[str], int | None] = no_live_service,
 ) -> Recording:
     """Run the program for `stack` and record what it declares (into `mocks` when given, so what was declared
-    before a failure can be inspected)."""
+    before a failure can be inspected).
+
+    The program reads one thing from the Docker engine when it runs, the app service's live replica count
+    (components/app_tier.py). A recording answers it with `live_replica_count`: by default as for an engine
+    without that service, so what is recorded does not depend on what runs on this host, and a recording runs
+    where no engine is (a pull request's preview, the Debian 13 proof); pass the program's own function to read
+    the real engine, or a fake count."""
     mocks = mocks or RecordingMocks()
-    run = run_program(config, stack, mocks, secrets, monitor=RecordingMonitor(mocks))
+    with mock.patch("components.app_tier.live_replica_count", live_replica_count):
+        run = run_program(config, stack, mocks, secrets, monitor=RecordingMonitor(mocks))
     return Recording(run.namespace, run.outputs, mocks.resources)

@@ -5,17 +5,19 @@ when it wrote them, and `down` finishes even when objects vanish under it."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import docker
 import pulumi
 import pytest
 
 from harness import libvirt_apply
-from harness.dev_stack import _stack, main, remove
+from harness.dev_stack import _stack, main
 from harness.engine_apply import EngineApplyMocks, _duration_ns
 from harness.libvirt_apply import Virsh
+from harness.plan import plan_step
 from harness.props import Unsupported
 from harness.state import Applied, CommandStep, DockerObject, LibvirtObject, StateError, load, save
 
@@ -194,13 +196,13 @@ def test_down_goes_on_when_a_task_container_vanishes_between_list_and_inspect() 
     client = docker.DockerClient.__new__(docker.DockerClient)  # the real collections over a fake API
     api = _VanishingTaskAPI()
     client.api = api
-    remove(
-        client,
+    # One resource's objects go last made first: the service, then what its tasks used.
+    EngineApplyMocks(client).delete(
         [
-            DockerObject("service", "app", "hs-app", "svc-1"),
-            DockerObject("secret", "db-password", "hs-db-password", "sec-1"),
             DockerObject("network", "web-network", "hs-web", "net-1"),
-        ],
+            DockerObject("secret", "db-password", "hs-db-password", "sec-1"),
+            DockerObject("service", "app", "hs-app", "svc-1"),
+        ]
     )
     assert api.listings == [], "down waited until the task container was no longer listed"
 
@@ -298,3 +300,40 @@ def test_a_libvirt_volume_record_without_its_pool_is_refused(monkeypatch: pytest
             LibvirtObject("volume", "worker-0-disk", "worker-0.qcow2", "qemu:///system", None)
         )
     assert _VirshLog.calls == []
+
+
+SERVICE = "docker:index/service:Service"
+
+
+def test_a_service_update_sends_the_whole_spec_so_an_ignored_replica_count_goes_back_to_the_recorded_one(
+    docker_client: docker.DockerClient, images: dict[str, str]
+) -> None:
+    """What `pulumi up` does to a service the autoscaler scaled: the engine sends the recorded (ignored) replica
+    count, and the Docker provider's update replaces the whole spec with it."""
+    created_swarm = not docker_client.info()["Swarm"].get("ControlAvailable")
+    if created_swarm:
+        docker_client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+    task: dict[str, Any] = {
+        "containerSpec": {"image": "debian:bookworm-slim"},
+        "restartPolicy": {"condition": "none"},
+    }
+    inputs: dict[str, object] = {"name": f"hs-update-probe-{uuid.uuid4().hex[:8]}", "taskSpec": task,
+              "mode": {"replicated": {"replicas": 1}}}  # fmt: skip
+    mocks = EngineApplyMocks(docker_client)
+    service_id, _ = mocks.new_resource(resource(SERVICE, "probe", inputs))
+    try:
+        docker_client.services.get(service_id).scale(3)  # the autoscaler's move
+        new_task = {**task, "containerSpec": {**task["containerSpec"], "env": {"RELEASE": "2"}}}
+        new = {**inputs, "taskSpec": new_task, "mode": {"replicated": {"replicas": 1}}}
+        step = plan_step(SERVICE, "probe", inputs, new, ["mode.replicated.replicas"])
+        assert (step.op, step.changed) == ("update", ["taskSpec.containerSpec.env"])
+        mocks.update(SERVICE, "probe", str(service_id), step.inputs)
+        spec = docker_client.services.get(service_id).attrs["Spec"]
+        assert spec["TaskTemplate"]["ContainerSpec"]["Env"] == ["RELEASE=2"]
+        assert spec["Mode"]["Replicated"]["Replicas"] == 1, (
+            "the scaled count survived: not the provider's update"
+        )
+    finally:
+        docker_client.services.get(service_id).remove()
+        if created_swarm:
+            docker_client.swarm.leave(force=True)
