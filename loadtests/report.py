@@ -43,10 +43,16 @@ def _number(text: str) -> float:
 
 
 def read_locust_history(path: Path) -> list[dict[str, float]]:
+    """The Aggregated rows of a stats history written with --csv-full-history (pyproject.toml's [tool.locust]
+    sets it). Without it Locust writes only Aggregated rows, and their percentiles are cumulative since the
+    start of the run: a p95 that never comes down after a slow minute. So a history without a single
+    per-request row is refused."""
     rows = []
+    per_request = 0
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             if row["Name"] != "Aggregated":
+                per_request += 1
                 continue
             rows.append(
                 {
@@ -59,7 +65,14 @@ def read_locust_history(path: Path) -> list[dict[str, float]]:
                 }
             )
     if not rows:
-        raise ValueError(f"{path} has no Aggregated rows: was the run made with --csv-full-history?")
+        raise ValueError(
+            f"{path} has no Aggregated rows: is it a Locust stats history (<prefix>_stats_history.csv)?"
+        )
+    if not per_request:
+        raise ValueError(
+            f"{path} was written without --csv-full-history: its percentiles are cumulative since the start "
+            "of the run, not per interval"
+        )
     return rows
 
 

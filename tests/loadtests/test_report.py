@@ -79,15 +79,33 @@ def test_report_merges_load_and_decisions_on_one_axis(tmp_path: Path) -> None:
 
 def test_report_refuses_a_history_without_aggregated_rows(tmp_path: Path) -> None:
     write_history(tmp_path / "run", [[1000, 3, "GET", "/api/work", 10, 0, 30, 90]])
-    with pytest.raises(ValueError, match="has no Aggregated rows: was the run made with --csv-full-history"):
-        read_locust_history(Path(f"{tmp_path / 'run'}_stats_history.csv"))
+    path = Path(f"{tmp_path / 'run'}_stats_history.csv")
+    with pytest.raises(ValueError, match="has no Aggregated rows") as refused:
+        read_locust_history(path)
+    assert (
+        str(refused.value)
+        == f"{path} has no Aggregated rows: is it a Locust stats history (<prefix>_stats_history.csv)?"
+    )
+
+
+def test_report_refuses_a_history_written_without_full_history(tmp_path: Path) -> None:
+    """Only Aggregated rows: Locust wrote cumulative percentiles, which would draw a p95 that never falls."""
+    write_history(tmp_path / "run", [[1000 + s, 3, "", "Aggregated", 10, 0, 30, 90] for s in (0, 10)])
+    path = Path(f"{tmp_path / 'run'}_stats_history.csv")
+    with pytest.raises(ValueError, match="without --csv-full-history") as refused:
+        read_locust_history(path)
+    assert str(refused.value) == (
+        f"{path} was written without --csv-full-history: its percentiles are cumulative since the start of "
+        "the run, not per interval"
+    )
 
 
 def test_report_shows_vms_and_their_steps_when_the_stack_has_them(tmp_path: Path) -> None:
     start = 1_000.0
     write_history(
         tmp_path / "run",
-        [[int(start + s), 12, "", "Aggregated", 40, 0, 30, 90] for s in (0, 10, 20, 30)],
+        [[int(start + s), 12, "", "Aggregated", 40, 0, 30, 90] for s in (0, 10, 20, 30)]
+        + [[int(start), 12, "GET", "/api/work", 40, 0, 30, 90]],
     )
     events = [
         {**event(1, start + 1, 2, 4, 2, True, "sessions"), "vms_running": 1, "vm_steps": []},
@@ -108,7 +126,11 @@ def test_report_shows_vms_and_their_steps_when_the_stack_has_them(tmp_path: Path
 
 def test_report_of_a_stack_without_vms_has_no_vm_panel(tmp_path: Path) -> None:
     start = 1_000.0
-    write_history(tmp_path / "run", [[int(start + s), 3, "", "Aggregated", 10, 0, 30, 90] for s in (0, 10)])
+    write_history(
+        tmp_path / "run",
+        [[int(start + s), 3, "", "Aggregated", 10, 0, 30, 90] for s in (0, 10)]
+        + [[int(start), 3, "GET", "/api/work", 10, 0, 30, 90]],
+    )
     events = [{**event(1, start + 1, 2, 2, 2, False, "ok"), "vms_running": None, "vm_steps": []}]
     timeline = make_report(tmp_path / "run", events, tmp_path / "out")
     assert timeline.vms == {}
