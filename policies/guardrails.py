@@ -5,10 +5,12 @@
 - service-health-and-limits: every Swarm service has a health check and resource limits.
 - vm-host-budget: the VMs on each hypervisor host fit its memory and vCPU budget.
 - replicas-fit-vm-capacity: the autoscaler's max replicas fit what all VMs hold.
+- registry-writable-on-loopback-only: a registry published beyond loopback serves read-only (its read-only
+  config, every mount read-only): pushes stay on the host.
 - stats-on-loopback (advisory): HAProxy's stats/metrics port is published on loopback only.
 
 Resources are recognised by what they run (image repositories hostscale/postgres, hostscale/haproxy,
-hostscale/autoscaler), so a renamed stack or prefix changes nothing.
+hostscale/autoscaler, hostscale/registry), so a renamed stack or prefix changes nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|CRED
 LOOPBACK = ("127.", "::1", "localhost")
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (Docker's default when a port has no ip: what we must catch)
 METRICS_PORT = 8404  # inside the HAProxy container: stats page and Prometheus endpoint
+REGISTRY_READ_ONLY_CONFIG = "/etc/docker/registry/read-only.yml"  # images/registry/read-only.yml
 
 
 def _image(props: Mapping[str, Any]) -> str:
@@ -95,7 +98,10 @@ def service_health_and_limits(args: ResourceValidationArgs, report: ReportViolat
         return
     task = args.props.get("taskSpec") or {}
     health = task.get("containerSpec", {}).get("healthcheck") or {}
-    if not health.get("tests") or health["tests"][0] == "NONE":
+    tests = health.get("tests") or []
+    # An empty test with a timing is the image's own HEALTHCHECK on that timing (an operator's image:
+    # components/app_tier.py liveness_check); only a missing check or NONE is none.
+    if (tests[:1] == ["NONE"]) or (not tests and not health.get("interval")):
         report(f"{args.name}: the service has no health check (taskSpec.containerSpec.healthcheck)", args.urn)
     limits = (task.get("resources") or {}).get("limits") or {}
     if not limits.get("memoryBytes"):
@@ -180,6 +186,25 @@ def stats_on_loopback(args: ResourceValidationArgs, report: ReportViolation) -> 
             )
 
 
+def registry_writable_on_loopback_only(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != CONTAINER or not _runs(args.props, "hostscale/registry"):
+        return
+    binds = {str(p.get("ip") or ALL_INTERFACES) for p in args.props.get("ports") or []}
+    beyond = sorted(bind for bind in binds if not bind.startswith(LOOPBACK))
+    if not beyond:
+        return
+    if REGISTRY_READ_ONLY_CONFIG not in (args.props.get("command") or []):
+        report(
+            f"{args.name}: a registry published on {', '.join(beyond)} must serve {REGISTRY_READ_ONLY_CONFIG}",
+            args.urn,
+        )
+    writable = [m.get("target") for m in args.props.get("mounts") or [] if not m.get("readOnly")]
+    if writable:
+        report(
+            f"{args.name}: a registry published on {', '.join(beyond)} mounts {writable} writable", args.urn
+        )
+
+
 def _resource_policy(
     name: str, description: str, validate: Callable[..., None], level: EnforcementLevel
 ) -> ResourceValidationPolicy:
@@ -189,6 +214,12 @@ def _resource_policy(
 
 
 POLICIES = [
+    _resource_policy(
+        "registry-writable-on-loopback-only",
+        "A registry published beyond loopback serves read-only: pushes stay on the host.",
+        registry_writable_on_loopback_only,
+        EnforcementLevel.MANDATORY,
+    ),
     _resource_policy(
         "postgres-not-published",
         "Postgres is never published on a host port.",

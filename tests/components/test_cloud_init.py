@@ -6,7 +6,13 @@ import json
 
 import yaml
 
-from components.cloud_init import TOKEN_FILE, WorkerSettings, render_user_data
+from components.cloud_init import (
+    JOIN_SCRIPT,
+    TOKEN_FILE,
+    WorkerSettings,
+    join_script_source,
+    render_user_data,
+)
 
 SETTINGS = WorkerSettings(
     hostname="hs-worker-0",
@@ -24,16 +30,27 @@ def test_user_data_is_cloud_config_that_joins_the_manager() -> None:
     doc = yaml.safe_load(text)
     assert doc["hostname"] == "hs-worker-0"
     assert doc["locale"] is False
-    join = doc["runcmd"][2][-1]
-    assert f'docker swarm join --token "$(cat {TOKEN_FILE})" 10.77.0.1:2377 && exit 0;' in join
-    assert join.startswith("for attempt in $(seq 120); do")
-    assert join.endswith("sleep 5; done; exit 1")
-    assert doc["runcmd"][3] == ["rm", "-f", TOKEN_FILE], "the token file goes once used"
+    assert doc["runcmd"][2] == ["python3", JOIN_SCRIPT, "10.77.0.1:2377", TOKEN_FILE]
+    script = next(f for f in doc["write_files"] if f["path"] == JOIN_SCRIPT)
+    assert (script["content"], script["permissions"]) == (join_script_source(), "0700")
+
+
+def test_the_token_file_and_cloud_inits_copies_of_the_user_data_go_once_the_join_ran() -> None:
+    doc = yaml.safe_load(render_user_data(SETTINGS))
+    assert doc["runcmd"][3] == [
+        "rm", "-f", TOKEN_FILE,
+        "/var/lib/cloud/instance/user-data.txt",
+        "/var/lib/cloud/instance/user-data.txt.i",
+        "/var/lib/cloud/instance/obj.pkl",
+    ]  # fmt: skip
 
 
 def test_user_data_keeps_the_token_off_command_lines() -> None:
     doc = yaml.safe_load(render_user_data(SETTINGS))
     assert all("SWMTKN-1-secret" not in " ".join(cmd) for cmd in doc["runcmd"])
+    assert all("docker swarm join" not in " ".join(cmd) for cmd in doc["runcmd"]), (
+        "the CLI would take it on argv"
+    )
     token = next(f for f in doc["write_files"] if f["path"] == TOKEN_FILE)
     assert (token["content"], token["permissions"]) == ("SWMTKN-1-secret\n", "0600")
 

@@ -136,8 +136,8 @@ def test_vms_beyond_the_host_budget_are_refused(lab: list[PolicyResource]) -> No
 
     assert violations(edited(lab, "vms-0", grow)) == {
         "vm-host-budget": [
-            "qemu:///system: 3 VMs take 10240 MB of memory, the host's budget is 8192 MB",
-            "qemu:///system: 3 VMs take 7 vCPUs, the host's budget is 6",
+            "qemu:///system: 3 VMs take 11264 MB of memory, the host's budget is 8192 MB",
+            "qemu:///system: 3 VMs take 9 vCPUs, the host's budget is 6",
         ]
     }
 
@@ -168,6 +168,28 @@ def test_max_replicas_beyond_vm_capacity_is_refused(lab: list[PolicyResource]) -
     }
 
 
+def test_a_registry_writable_beyond_loopback_is_refused(lab: list[PolicyResource]) -> None:
+    def writable_on_the_vm_network(props: dict[str, Any]) -> None:
+        del props["command"]
+        props["mounts"][0]["readOnly"] = False
+
+    def push_registry_on_the_vm_network(props: dict[str, Any]) -> None:
+        props["ports"].append({"internal": 5000, "external": 5000, "ip": "10.77.0.1"})
+
+    assert violations(edited(lab, "registry-pull-registry", writable_on_the_vm_network)) == {
+        "registry-writable-on-loopback-only": [
+            "registry-pull-registry: a registry published on 10.77.0.1 must serve /etc/docker/registry/read-only.yml",
+            "registry-pull-registry: a registry published on 10.77.0.1 mounts ['/var/lib/docker-registry'] writable",
+        ]
+    }
+    assert violations(edited(lab, "registry-registry", push_registry_on_the_vm_network)) == {
+        "registry-writable-on-loopback-only": [
+            "registry-registry: a registry published on 10.77.0.1 must serve /etc/docker/registry/read-only.yml",
+            "registry-registry: a registry published on 10.77.0.1 mounts ['/var/lib/docker-registry'] writable",
+        ]
+    }
+
+
 def test_haproxy_metrics_on_all_interfaces_is_reported(lab: list[PolicyResource]) -> None:
     def open_up(props: dict[str, Any]) -> None:
         for port in props["ports"]:
@@ -195,3 +217,21 @@ def test_the_policy_packs_pins_match_the_lock_file() -> None:
         assert f'name = "{package}"\nversion = "{version}"' in lock, (
             f"{package}=={version} is not what uv.lock pins"
         )
+
+
+def test_a_stack_with_the_operators_own_image_passes_every_policy() -> None:
+    # Its health check is the image's own HEALTHCHECK command (an empty test) on the spec's timing.
+    config = copy.deepcopy(stack_config("local"))
+    config["hostscale:app"] = {**config["hostscale:app"], "image": "registry.example/team/shop:1"}
+    assert violations(as_policy_resources(record_program(config, "local").resources)) == {}
+
+
+def test_a_service_that_turns_its_health_check_off_is_refused(lab: list[PolicyResource]) -> None:
+    def disable(props: dict[str, Any]) -> None:
+        props["taskSpec"]["containerSpec"]["healthcheck"]["tests"] = ["NONE"]
+
+    assert violations(edited(lab, "app-service", disable)) == {
+        "service-health-and-limits": [
+            "app-service: the service has no health check (taskSpec.containerSpec.healthcheck)"
+        ]
+    }
