@@ -33,6 +33,14 @@ class SwarmNodes:
         tasks = self.client.api.tasks(filters={"node": node.id})
         return sum(1 for t in tasks if t["Status"]["State"] not in FINISHED)
 
+    def service_tasks_on(self, node: Any, service: str) -> list[dict[str, Any]]:
+        """The service's tasks on the node that Swarm still wants running (desired state `running`): a
+        drained node's tasks leave this list as soon as Swarm has asked them to stop."""
+        tasks = self.client.api.tasks(
+            filters={"node": node.id, "service": service, "desired-state": "running"}
+        )
+        return [t for t in tasks if t["Status"]["State"] not in FINISHED]
+
     def set_availability(self, hostname: str, availability: str) -> None:
         node = self.find(hostname)
         if node is None:

@@ -32,6 +32,7 @@ from autoscaler.nodes import node_hostname
 from harness import dev_stack
 from harness.program import stack_config
 from testbed.load import Load
+from testbed.stack import with_served_by_header
 from testbed.waiting import wait_for
 
 STATUS = "http://127.0.0.1:9100"
@@ -112,7 +113,7 @@ def main() -> None:
         "--clients", type=int, default=12, help="enough sessions to need one more worker than are running"
     )
     args = parser.parse_args()
-    config: dict[str, Any] = stack_config(args.stack)
+    config: dict[str, Any] = with_served_by_header(stack_config(args.stack))  # which VM served
     config["hostscale:vms"] = {**config["hostscale:vms"], "warm_pool": args.warm_pool}
     prefix = config["hostscale:host"]["name_prefix"]
     vms = config["hostscale:vms"]
