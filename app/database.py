@@ -31,6 +31,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     # A connection the server dropped mid-operation can be left in a protocol state asyncpg refuses
     # ("cannot switch to state ..."): seen when Postgres restarts under load. It is terminated like the rest.
     asyncpg.exceptions.InternalClientError,
+    # The password refused: while `up` rotates it, a replica still on the old secret file (until its
+    # replacement starts) is refused on a new connection. A retry lands on a replica with the new one.
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
 )
 
 
@@ -53,6 +56,10 @@ class Database:
         self._settings = settings
         self._pool: asyncpg.Pool | None = None
 
+    @property
+    def pool_max_size(self) -> int:
+        return self._settings.pool_max_size
+
     async def open(self) -> None:
         settings = self._settings
         # min_size=0: creating the pool connects to nothing, so the server starts (and /healthz answers)
@@ -74,6 +81,27 @@ class Database:
                 "statement_timeout": str(int(settings.db_timeout_s * 1000) + 200),
             },
         )
+
+    async def warm(self, count: int, timeout_s: float) -> int:
+        """Open up to `count` pooled connections at once and keep them idle in the pool; returns how many.
+
+        A replica that starts under load otherwise opens its connections on its first requests: each pays a
+        SCRAM authentication and the codec set-up inside the request's 0.8 s budget, and on a busy host the
+        first ones overrun it and answer 503 (seen in the scale-out of tests/e2e/test_load.py). Best effort: a
+        connection that cannot be opened now is opened on demand later."""
+        if self._pool is None:
+            return 0
+        pool = self._pool
+        opened = []
+
+        async def one() -> None:
+            conn = await pool.acquire(timeout=timeout_s)
+            opened.append(conn)
+
+        results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        for conn in opened:
+            await pool.release(conn)
+        return sum(1 for result in results if not isinstance(result, BaseException))
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import asyncpg
@@ -12,7 +13,9 @@ from starlette.routing import Route
 from app.database import Database, DatabaseUnavailable
 from app.validation import (
     MAX_ITEM_ID,
+    MAX_PAGE_PAYLOAD_BYTES,
     MAX_PAGE_SIZE,
+    MAX_STORED_PAYLOAD_BYTES,
     RequestRejected,
     parse_item_id,
     parse_new_item,
@@ -20,6 +23,7 @@ from app.validation import (
 )
 
 _COLUMNS = "id, name, payload, created_at"
+_STORED_SIZE_CHECK = "items_payload_stored_size"  # migrations/0002
 
 
 def _database(request: Request) -> Database:
@@ -41,11 +45,20 @@ def _item(row: asyncpg.Record) -> dict[str, Any]:
 async def create_item(request: Request) -> Response:
     new = await parse_new_item(request)
     async with _database(request).connection() as conn:
-        row = await conn.fetchrow(
-            f"INSERT INTO items (name, payload) VALUES ($1, $2) RETURNING {_COLUMNS}",  # noqa: S608 (constant)
-            new.name,
-            new.payload,
-        )
+        try:
+            row = await conn.fetchrow(
+                f"INSERT INTO items (name, payload) VALUES ($1, $2) RETURNING {_COLUMNS}",  # noqa: S608
+                new.name,
+                new.payload,
+            )
+        except asyncpg.CheckViolationError as exc:
+            # The table's own bound on the stored size, for what the app's estimate let through: the INSERT
+            # is refused whole, so nothing was stored.
+            if exc.constraint_name != _STORED_SIZE_CHECK:
+                raise
+            raise RequestRejected(
+                422, f"payload is over {MAX_STORED_PAYLOAD_BYTES} bytes as stored", "payload"
+            ) from None
     assert row is not None  # INSERT ... RETURNING always returns the row
     return JSONResponse(_item(row), status_code=201, headers={"Location": f"/api/items/{row['id']}"})
 
@@ -68,9 +81,16 @@ async def list_items(request: Request) -> Response:
             after,
             limit,
         )
-    items = [_item(row) for row in rows]
-    # A full page may have more behind it; the client passes next_after back as ?after= to continue.
-    next_after = items[-1]["id"] if len(items) == limit else None
+    items: list[dict[str, Any]] = []
+    payload_bytes = 0
+    for row in rows:
+        payload_bytes += len(json.dumps(row["payload"], ensure_ascii=False).encode())
+        if items and payload_bytes > MAX_PAGE_PAYLOAD_BYTES:
+            break  # the page is full by bytes; the rest comes with the next page
+        items.append(_item(row))
+    # A page cut short by its limit or its bytes may have more behind it; the client passes next_after back
+    # as ?after= to continue.
+    next_after = items[-1]["id"] if len(items) == limit or len(items) < len(rows) else None
     return JSONResponse({"items": items, "next_after": next_after})
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from starlette.routing import Route
 
 from app import items, work
 from app.database import Database, DatabaseUnavailable
+from app.draining import CloseWhileDraining
 from app.observability import ObservabilityMiddleware, RequestMetrics
 from app.schema import apply_migrations, load_migrations
 from app.settings import Settings
@@ -31,6 +33,7 @@ from app.validation import RequestRejected
 log = logging.getLogger("hostscale.app")
 
 MIGRATION_BUDGET_S = 120.0
+WARM_BUDGET_S = 10.0  # opening the pool's connections before the replica takes traffic
 
 
 async def migrate_until_done(database: Database, ready: asyncio.Event) -> None:
@@ -47,6 +50,9 @@ async def migrate_until_done(database: Database, ready: asyncio.Event) -> None:
             delay = min(delay * 2, 2.0)
             continue
         log.info("schema ready; migrations applied by this replica: %s", applied or "none")
+        # Before the first request can arrive (the gate opens with `ready`): the pool's connections open now.
+        warmed = await database.warm(database.pool_max_size, WARM_BUDGET_S)
+        log.info("%d database connections open before the first request", warmed)
         ready.set()
         return
 
@@ -95,7 +101,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings, served_by: str | None = None) -> Starlette:
+    """The app; `served_by` names this replica in X-Served-By (default: the hostname, a container's ID),
+    sent only when settings.served_by_header is on."""
     database = Database(settings)
+    header = (served_by or socket.gethostname()) if settings.served_by_header else None
     metrics = RequestMetrics()
 
     @contextlib.asynccontextmanager
@@ -123,7 +132,10 @@ def create_app(settings: Settings, served_by: str | None = None) -> Starlette:
             *items.routes,
             *work.routes,
         ],
-        middleware=[Middleware(ObservabilityMiddleware, metrics=metrics, served_by=served_by)],
+        middleware=[
+            Middleware(ObservabilityMiddleware, metrics=metrics, served_by=header),
+            Middleware(CloseWhileDraining),
+        ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )

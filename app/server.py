@@ -15,6 +15,7 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
+from app.logs import configure_logging
 from app.main import create_app
 from app.settings import Settings, load_settings
 
@@ -52,10 +53,11 @@ def build_server(settings: Settings) -> DrainingServer:
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
         timeout_keep_alive=30,  # longer than HAProxy's idle timeout, so HAProxy closes idle connections first
         log_level="info",
+        log_config=None,  # uvicorn's own lines go through the root logger's JSON formatter (app/logs.py)
     )
     return DrainingServer(config, app, settings.shutdown_grace_s)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()  # one JSON object per line
     build_server(load_settings()).run()

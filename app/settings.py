@@ -31,6 +31,9 @@ class Settings:
     shutdown_grace_s: float
     # Then give in-flight requests at most this long to finish.
     shutdown_timeout_s: int
+    # X-Served-By (the container's hostname, its ID) on every response: off by default, since it tells every
+    # client which containers make up the tier; tests and debugging turn it on.
+    served_by_header: bool = False
 
     def read_db_password(self) -> str:
         return self.db_password_file.read_text(encoding="utf-8").strip()
@@ -58,6 +61,18 @@ def _float(env: Mapping[str, str], key: str, default: float, low: float, high: f
     return value
 
 
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _flag(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None:
+        return default
+    if raw.lower() not in _FLAGS:
+        raise SettingsError(f"{key} must be true or false, got {raw!r}")
+    return _FLAGS[raw.lower()]
+
+
 def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
     if "DB_PASSWORD" in env:
         raise SettingsError("DB_PASSWORD is not read: put the password in a file and set DB_PASSWORD_FILE")
@@ -72,4 +87,5 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         port=_int(env, "PORT", 8000, 1, 65535),
         shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_SECONDS", 2.0, 0.0, 60.0),
         shutdown_timeout_s=_int(env, "SHUTDOWN_TIMEOUT_SECONDS", 10, 0, 300),
+        served_by_header=_flag(env, "SERVED_BY_HEADER", False),
     )

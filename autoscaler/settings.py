@@ -14,7 +14,10 @@ The policy is checked by the policy module's own loader, prefixed `policy.`.
         "vms": [{"name": "hslab-worker-0", "libvirt_uri": "qemu:///system"}, ...],  # in power-on order
         "replicas_per_vm": 4,
         "park": "suspended" | "stopped",
-        "scale_in_after_seconds": 120
+        "scale_in_after_seconds": 120,
+        "warm_pool": {"min": 0, "max": null | 2, "reuse_on_scale_in": true},   # fleet.py's warm pool
+        "predictive": {"mode": "off" | "forecast_only" | "on", "window_seconds": 60,
+                       "default_power_on_seconds": 90}                        # forecast.py
       }
     }
 """
@@ -27,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoscaler.fleet import FleetPolicy
+from autoscaler.fleet import PARK_MODES, FleetPolicy, ParkMode
+from autoscaler.forecast import PREDICTIVE_MODES, PredictivePolicy
 from autoscaler.policy import Policy, PolicyError, Reader, load_policy
-from autoscaler.warm_pool import PARK_MODES, ParkMode
 
 SettingsError = PolicyError
 
@@ -52,6 +55,10 @@ class FleetSettings:
     replicas_per_vm: int
     park: ParkMode
     scale_in_after_s: float
+    warm_pool_min: int
+    warm_pool_max: int | None
+    reuse_on_scale_in: bool
+    predictive: PredictivePolicy
 
     @property
     def uris(self) -> dict[str, str]:
@@ -60,7 +67,15 @@ class FleetSettings:
 
     @property
     def policy(self) -> FleetPolicy:
-        return FleetPolicy(tuple(self.uris), self.replicas_per_vm, self.scale_in_after_s)
+        return FleetPolicy(
+            tuple(self.uris),
+            self.replicas_per_vm,
+            self.scale_in_after_s,
+            park=self.park,
+            warm_pool_min=self.warm_pool_min,
+            warm_pool_max=self.warm_pool_max,
+            reuse_on_scale_in=self.reuse_on_scale_in,
+        )
 
 
 @dataclass(frozen=True)
@@ -124,14 +139,44 @@ def _fleet(reader: _Settings) -> FleetSettings:
             )
     reader.present("replicas_per_vm")
     reader.present("scale_in_after_seconds")
+    pool = reader.section("warm_pool")
+    for key in ("min", "max", "reuse_on_scale_in"):
+        pool.present(key)
+    warm_min = pool.integer("min", high=len(vms))
+    warm_max = pool.optional_integer("max", None, low=0, high=len(vms))
+    if warm_max is not None and warm_max < warm_min:
+        raise SettingsError(f"{pool.key('max')} is {warm_max} but {pool.key('min')} is {warm_min}")
     fleet = FleetSettings(
         vms=tuple(vms),
         replicas_per_vm=reader.integer("replicas_per_vm", low=1),
         park=reader.park("park"),
         scale_in_after_s=reader.number("scale_in_after_seconds"),
+        warm_pool_min=warm_min,
+        warm_pool_max=warm_max,
+        reuse_on_scale_in=pool.boolean("reuse_on_scale_in", True),
+        predictive=_predictive(reader.section("predictive")),
     )
+    pool.done()
     reader.done()
     return fleet
+
+
+def _predictive(reader: _Settings) -> PredictivePolicy:
+    for key in ("mode", "window_seconds", "default_power_on_seconds"):
+        reader.present(key)
+    mode = reader.text("mode")
+    chosen = next((m for m in PREDICTIVE_MODES if m == mode), None)
+    if chosen is None:
+        raise SettingsError(
+            f"{reader.key('mode')} must be one of {', '.join(PREDICTIVE_MODES)}, got {mode!r}"
+        )
+    policy = PredictivePolicy(
+        mode=chosen,
+        window_s=reader.number("window_seconds", positive=True, high=3600),
+        default_power_on_s=reader.number("default_power_on_seconds", positive=True, high=3600),
+    )
+    reader.done()
+    return policy
 
 
 def load_settings(raw: Any) -> Settings:

@@ -10,6 +10,17 @@ from dataclasses import dataclass
 
 # The backend that serves the app: the autoscaler reads its metrics by this name (components/autoscaler.py).
 BACKEND = "app"
+# HAProxy's readiness check: a replica whose /healthz fails CHECK_FALL checks in a row, CHECK_INTER_S apart,
+# leaves the pool. A draining replica answers 503 at once, so HAProxy stops sending it requests at most
+# drain_detection_s() after it starts draining (components/app_tier.py keeps it serving that long).
+CHECK_INTER_S = 1
+CHECK_FALL = 3
+
+
+def drain_detection_s() -> int:
+    """The longest a draining replica may still get new requests: up to one interval until the next check,
+    then CHECK_FALL failed checks."""
+    return CHECK_INTER_S * (CHECK_FALL + 1)
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,8 @@ global
     log stdout format raw local0 notice
     stats socket /run/haproxy/admin.sock mode 600 level admin
     hard-stop-after 15s
+    # Scale from zero: the backend holds a request while no replica is UP (images/haproxy/, in the image).
+    lua-load /etc/haproxy/hold_for_replica.lua
 
 defaults
     mode http
@@ -59,7 +72,9 @@ defaults
     timeout queue {queue_timeout_s}s
     retries 3
     option redispatch 1
-    # Only retry what cannot have reached the app's logic twice.
+    # conn-failure: the request never left HAProxy, so any method may go to another replica. empty-response and
+    # junk-response: the replica got the request and died or closed before answering, possibly after its
+    # commit; HAProxy replays those whatever the method, so the backend disables them for all but safe methods.
     retry-on conn-failure empty-response junk-response
 
 resolvers docker
@@ -81,27 +96,45 @@ frontend web
     # A tier at its capacity queues the excess (each request for at most `timeout queue`); past the queue's bound
     # it refuses at once, so clients back off instead of piling up behind replicas that are already full.
     http-request return status 503 content-type application/json string '{{"error": {{"status": 503, "message": "every replica is busy; retry shortly"}}}}' hdr Retry-After 1 if {{ queue({backend}) ge {queue_max} }}
+    # The same bound for requests held while no replica is UP (scale from zero): they are the backend's sessions.
+    http-request return status 503 content-type application/json string '{{"error": {{"status": 503, "message": "no replica is up yet and too many requests wait; retry shortly"}}}}' hdr Retry-After 1 if {{ nbsrv({backend}) eq 0 }} {{ be_conn({backend}) ge {queue_max} }}
     default_backend {backend}
 
 backend {backend}
     balance leastconn
+    # No replica UP (the tier idles at zero, or every replica is starting): hold the request, as a queued one
+    # waits for a free slot and for as long, while the autoscaler, which counts it as demand, starts one.
+    http-request lua.hold_for_replica {backend} {queue_timeout_s}000 if {{ nbsrv({backend}) eq 0 }}
     # Readiness, not liveness: it only decides whether a replica gets traffic. A busy replica answers its check
     # late, not never: a check may take 3 s, and a replica leaves the pool after three missed checks in a row.
     # (Swarm's own health check is the liveness probe, and it is far more patient: components/app_tier.py.)
     option httpchk GET /healthz
     http-check expect status 200
     timeout check 3s
-    default-server check inter 1s fall 3 rise 1 maxconn {server_maxconn}
+    default-server check inter {check_inter_s}s fall {check_fall} rise 1 maxconn {server_maxconn}
+    # A POST (or PUT, PATCH, DELETE) that reached a replica is never sent again: a retried POST whose first
+    # attempt had committed writes the item twice, and a retried DELETE answers 404 for a delete that happened.
+    acl replayable method GET HEAD OPTIONS
+    http-request disable-l7-retry unless replayable
     # What HAProxy itself answers when no replica can take a request (none UP, or the queue timed out).
     http-error status 503 content-type application/json string '{{"error": {{"status": 503, "message": "no replica could take the request; retry shortly"}}}}' hdr Retry-After 1
     server-template app- {slots} {address} resolvers docker init-addr none resolve-prefer ipv4
 
 frontend stats
     bind {metrics_bind}
+    # The guard against DNS rebinding, as on the autoscaler's listener (autoscaler/host_guard.py): a page that
+    # points a name it owns at 127.0.0.1 sends that name as Host, so only an IP address or localhost is served.
+    acl host_is_address req.hdr(host),field(1,:) -m reg -i ^(localhost|[0-9.]+)$
+    acl host_is_ipv6 req.hdr(host) -m reg ^[[][0-9a-fA-F:.]+[]](:[0-9]+)?$
+    acl host_sent req.hdr_cnt(host) gt 0
+    http-request deny deny_status 421 if host_sent !host_is_address !host_is_ipv6
     http-request use-service prometheus-exporter if {{ path /metrics }}
     stats enable
     stats uri /stats
     stats refresh 5s
+    # The stats CSV's addr column (each server's resolved address) is filled only with show-legends: the
+    # autoscaler finds a new task's server by it to record when a powered-on VM's replica is UP and serving.
+    stats show-legends
 """
 
 
@@ -117,6 +150,8 @@ def render_haproxy_cfg(
         title=title,
         backend=BACKEND,
         queue_timeout_s=settings.queue_timeout_s,
+        check_inter_s=CHECK_INTER_S,
+        check_fall=CHECK_FALL,
         queue_max=settings.queue_max,
         frontend_bind=settings.frontend_bind,
         server_maxconn=settings.server_maxconn,

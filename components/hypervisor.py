@@ -130,30 +130,55 @@ def _direct_boot(s: VmPoolConfig) -> dict[str, Any]:
     }
 
 
+# Both steps handle the token: pulumi-command logs a command's stdout and stderr unless told not to (the
+# `pulumi up` output, CI logs); the apply harness never prints a command's output.
+QUIET = local.Logging.NONE
+READ_JOIN_TOKEN = "docker swarm join-token -q worker"  # noqa: S105 (a command, not a token)
+ROTATE_JOIN_TOKEN = "docker swarm join-token --rotate -q worker > /dev/null"  # noqa: S105
+
+
 @dataclass
 class VmPoolArgs:
     name_prefix: str
     settings: VmPoolConfig
     hypervisors: list[Hypervisor]  # one per host in settings.hosts, in that order
-    join_token: pulumi.Output[str]  # secret
     registry: str  # where the workers pull the app image: <gateway>:<port>, plain HTTP on the VM network
     app_image: pulumi.Input[str]  # pulled at first boot, before the join
-    depends_on: list[pulumi.Resource]
+    depends_on: list[pulumi.Resource]  # the Swarm: its manager must exist before a token can be read
 
 
 class VmPool(pulumi.ComponentResource):
+    """The worker VMs, and the join token's life: read for the VMs being created, rotated once they joined.
+
+    After the rotation the token on the seed ISOs (still attached: the provider has no way to detach one) and in
+    the state no longer admits a node. Both steps are keyed to the VM names, so an `up` that adds a VM reads
+    the current token for it and rotates again; the seeds of the VMs that exist already are left as they are
+    (ignore_changes: their first boot is over, a new seed would replace the VM).
+    """
+
     domains: list[libvirt.Domain]
     names: list[str]
     addresses: pulumi.Output[dict[str, list[str]]]
+    join_token: pulumi.Output[str]  # secret
+    rotate_join_token: local.Command
 
     def __init__(self, name: str, args: VmPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hostscale:index:VmPool", name, None, opts)
         s = args.settings
-        self.domains, self.names = [], []
+        self.domains, self.names = [], [f"{args.name_prefix}-worker-{index}" for index in range(s.count)]
         self.joins: list[local.Command] = []
+        token = local.Command(
+            f"{name}-join-token",
+            create=READ_JOIN_TOKEN,
+            logging=QUIET,
+            triggers=self.names,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=args.depends_on, additional_secret_outputs=["stdout"]
+            ),
+        )
+        self.join_token = pulumi.Output.secret(token.stdout)
         boot = _direct_boot(s)
-        for index in range(s.count):
-            vm = f"{args.name_prefix}-worker-{index}"
+        for index, vm in enumerate(self.names):
             hv = args.hypervisors[s.placement[index]]
             on_host = pulumi.ResourceOptions(parent=self, provider=hv.provider, depends_on=args.depends_on)
             warm = (
@@ -169,7 +194,7 @@ class VmPool(pulumi.ComponentResource):
                 opts=on_host,
             )
             # Only the string is computed inside apply(); the resource itself is declared here, outside it.
-            user_data = pulumi.Output.all(args.join_token, args.app_image).apply(
+            user_data = pulumi.Output.all(self.join_token, args.app_image).apply(
                 _user_data_for(vm, hv.host.name, s, args.registry)
             )
             cloud_init = libvirt.CloudInitDisk(
@@ -177,7 +202,9 @@ class VmPool(pulumi.ComponentResource):
                 name=f"{vm}-cloudinit.iso",
                 pool=hv.pool.name,
                 user_data=user_data,
-                opts=on_host,
+                opts=pulumi.ResourceOptions.merge(
+                    on_host, pulumi.ResourceOptions(ignore_changes=["userData"])
+                ),
             )
             domain = libvirt.Domain(
                 f"{name}-{index}",
@@ -211,7 +238,13 @@ class VmPool(pulumi.ComponentResource):
                 )
             )
             self.domains.append(domain)
-            self.names.append(vm)
+        self.rotate_join_token = local.Command(
+            f"{name}-rotate-join-token",
+            create=ROTATE_JOIN_TOKEN,
+            logging=QUIET,
+            triggers=self.names,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.joins),
+        )
         per_vm = [d.network_interfaces.apply(_first_addresses) for d in self.domains]
         self.addresses = pulumi.Output.all(*per_vm).apply(
             lambda found: dict(zip(self.names, found, strict=True))

@@ -61,7 +61,9 @@ class LoadBalancer(pulumi.ComponentResource):
             ],
             uploads=[docker.ContainerUploadArgs(file="/etc/haproxy/haproxy.cfg", content=self.config_text)],
             restart="unless-stopped",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+            # A changed file or image replaces a container (the provider's ForceNew); the new one cannot be
+            # created next to the old (its fixed name and its published ports are taken), so the old one goes first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on, delete_before_replace=True),
         )
         self.url = f"http://{s.http_bind}:{s.http_port}"
         self.stats_url = f"http://{s.stats_bind}:{s.stats_port}/stats"

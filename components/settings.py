@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from autoscaler.fleet import ParkMode
+from autoscaler.forecast import PredictiveMode
 from autoscaler.policy import Policy
-from autoscaler.warm_pool import ParkMode
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ class AppConfig:
     cpu_limit: float
     memory_mb: int
     stop_grace_s: int
+    db_pool_max_size: int  # connections each replica may hold (DB_POOL_MAX_SIZE)
+    ready_timeout_s: int  # how long `up` waits for the tier to serve through HAProxy before it fails
+    # X-Served-By on every response names the container that answered: useful to tests and debugging, but it
+    # tells every client the tier's container IDs, so it is off unless the operator turns it on.
+    served_by_header: bool = False
+    # Swarm's liveness probe: "image", the image's own HEALTHCHECK command (an operator's image, which may have
+    # no shell); "bash", a bash /dev/tcp request to /healthz (the sample app, or an image without a HEALTHCHECK).
+    liveness_probe: str = "bash"
 
 
 @dataclass(frozen=True)
@@ -116,8 +125,18 @@ class VmPoolConfig:
     # Warm-pool VMs finish their first boot at `up`, then are parked: "suspended" (libvirt managed save: memory
     # on disk, resumed in seconds) or "stopped" (powered off: a plain boot).
     warm_pool: ParkMode
-    scale_in_after_seconds: int  # workers must be surplus this long before one is drained and parked
+    scale_in_after_seconds: int  # workers must be surplus this long before one is handed over and parked
     registry_port: int  # the manager's image registry, on the VM network's gateway and loopback
+    # The warm pool's size, like an AWS warm pool's (autoscaler/fleet.py): parked VMs kept warm (managed save)
+    # at least / at most (None: no bound), and whether a VM leaving at scale-in parks warm or cold.
+    warm_pool_min: int
+    warm_pool_max: int | None
+    reuse_on_scale_in: bool
+    # Predictive power-on (autoscaler/forecast.py): off, forecast_only (log what it would do) or on; the trend's
+    # window, and the power-on time assumed until one is measured.
+    predictive_power_on: PredictiveMode
+    trend_window_seconds: float
+    power_on_seconds: float
 
     @property
     def gateway(self) -> str:
@@ -129,6 +148,15 @@ class VmPoolConfig:
 
 
 @dataclass(frozen=True)
+class PrometheusConfig:
+    """hostscale:prometheus: the observability pack's Prometheus deployed with the stack (off by default)."""
+
+    enabled: bool
+    port: int  # the Prometheus an operator queries, on the host's loopback
+    scraper_port: int  # the replica scraper (on the web network), published on the host's loopback
+
+
+@dataclass(frozen=True)
 class StackConfig:
     host: HostConfig
     load_balancer: LoadBalancerConfig
@@ -136,3 +164,4 @@ class StackConfig:
     database: DatabaseConfig
     autoscaler: AutoscalerConfig
     vms: VmPoolConfig | None
+    prometheus: PrometheusConfig = PrometheusConfig(enabled=False, port=9090, scraper_port=9091)

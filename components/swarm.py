@@ -1,7 +1,8 @@
 """Swarm bootstrap on the host (the manager) and the two overlay networks of the request path.
 
 pulumi-docker has no swarm init/join resource, so the bootstrap is a pulumi-command step that initialises
-the swarm only when the engine is not already a manager, and reads the worker join token as a secret.
+the swarm only when the engine is not already a manager. The worker join token is read, and rotated, by the
+VM pool that uses it (components/hypervisor.py): the local stack has no worker and never reads it.
 HAProxy joins `web` only; Postgres joins `db` only; the app joins both, so HAProxy can never reach Postgres.
 """
 
@@ -13,6 +14,12 @@ import pulumi
 import pulumi_docker as docker
 from pulumi_command import local
 
+# The node label the manager sets on a worker VM's node, by node ID, once that node proved to be the VM
+# (components/vm_join.py). App tasks, and with them the database secret, go only to nodes that carry it: a node
+# that joins with a leaked token gets neither. A worker cannot set a node label (engine labels it can).
+ADMITTED_LABEL = "dev.hostscale.admitted"
+ADMITTED_CONSTRAINT = f"node.labels.{ADMITTED_LABEL}==true"
+
 
 @dataclass
 class SwarmArgs:
@@ -22,7 +29,6 @@ class SwarmArgs:
 
 class Swarm(pulumi.ComponentResource):
     init: local.Command  # Swarm objects (secrets, services) can be created once this has run
-    join_token: pulumi.Output[str]  # secret
     web_network: docker.Network
     db_network: docker.Network
 
@@ -41,12 +47,6 @@ class Swarm(pulumi.ComponentResource):
             # No delete: leaving the swarm would take every other service on this host with it.
             opts=pulumi.ResourceOptions(parent=self),
         )
-        token = local.Command(
-            f"{name}-join-token",
-            create="docker swarm join-token -q worker",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[init], additional_secret_outputs=["stdout"]),
-        )
-        self.join_token = pulumi.Output.secret(token.stdout)
         after_init = pulumi.ResourceOptions(parent=self, depends_on=[init])
         labels = [docker.NetworkLabelArgs(label="dev.hostscale.stack", value=args.name_prefix)]
         self.web_network = docker.Network(
@@ -65,4 +65,4 @@ class Swarm(pulumi.ComponentResource):
             labels=labels,
             opts=after_init,
         )
-        self.register_outputs({"join_token": self.join_token})
+        self.register_outputs({"web_network": self.web_network.name, "db_network": self.db_network.name})

@@ -47,7 +47,10 @@ IMAGES = {
     "autoscaler": ImageSpec("autoscaler", ROOT / "autoscaler", python=True),
     "haproxy": ImageSpec("haproxy", ROOT / "images" / "haproxy"),
     "postgres": ImageSpec("postgres", ROOT / "images" / "postgres"),
+    "prometheus": ImageSpec("prometheus", ROOT / "images" / "prometheus"),
     "registry": ImageSpec("registry", ROOT / "images" / "registry"),
+    # A second, non-Python sample app for the bring-your-own-image contract (docs/byo-image.md).
+    "sample-go": ImageSpec("sample-go", ROOT / "images" / "sample-go"),
 }
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import docker
 
-from components.autoscaler import KNOWN_HOSTS_PATH, SSH_CONFIG_PATH, SSH_KEY_PATH
+from autoscaler import virsh_rules
+from components.autoscaler import KNOWN_HOSTS_PATH, SSH_CONFIG_PATH, SSH_KEY_PATH, authorized_keys_line
 from components.settings import HypervisorHostConfig
 from testbed.ports import free_loopback_port
 
@@ -50,9 +51,16 @@ def keypair(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def loopback_sshd(home: Path) -> Iterator[RemoteHypervisor]:
+def loopback_sshd(home: Path, forced_rules: Path | None = None) -> Iterator[RemoteHypervisor]:
+    """With `forced_rules` (the settings file of autoscaler/virsh_rules.py), the client key is installed as
+    the component tells the operator to: with the virsh rules as its forced command."""
     host_key = keypair(home / "host_key")
-    (home / "authorized_keys").write_text(keypair(home / "client_key") + "\n")
+    client_key = keypair(home / "client_key")
+    if forced_rules is None:
+        (home / "authorized_keys").write_text(client_key + "\n")
+    else:
+        rules = Path(virsh_rules.__file__).resolve()
+        (home / "authorized_keys").write_text(authorized_keys_line(client_key, str(rules), str(forced_rules)))
     os.chown(home / "client_key", AUTOSCALER_UID, AUTOSCALER_UID)
     port = free_loopback_port()
     (home / "sshd_config").write_text(

@@ -39,18 +39,39 @@ def _distinct_free_ports(count: int) -> list[int]:
     return ports
 
 
+def with_served_by_header(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a stack config whose replicas name themselves in X-Served-By (off in every stack file: it tells
+    clients container IDs), for tests that check which replica served."""
+    config = copy.deepcopy(config)
+    config["hostscale:app"] = {**config.get("hostscale:app", {}), "served_by_header": True}
+    return config
+
+
 def config_for(
     prefix: str,
     autoscaler: dict[str, Any] | None = None,
     app: dict[str, Any] | None = None,
+    served_by_header: bool = False,
+    load_balancer: dict[str, Any] | None = None,
+    prometheus: bool = False,
 ) -> dict[str, Any]:
     """The `local` stack's config with its own prefix and ports; `autoscaler` replaces the scaling policy
-    (everything of hostscale:autoscaler but `listen`), `app` overrides keys of hostscale:app."""
+    (everything of hostscale:autoscaler but `listen`), `app` overrides keys of hostscale:app, and
+    `served_by_header` turns X-Served-By on (tests that count which replica served need it), `load_balancer`
+    overrides keys of hostscale:load_balancer (not the ports: they are the test stack's own), `prometheus`
+    deploys the observability pack's Prometheus on ports of its own."""
     config = copy.deepcopy(stack_config(BASE_STACK))
-    http_port, stats_port, listen_port = _distinct_free_ports(3)
+    http_port, stats_port, listen_port, prometheus_port, scraper_port = _distinct_free_ports(5)
+    if prometheus:
+        config["hostscale:prometheus"] = {
+            "enabled": True,
+            "port": prometheus_port,
+            "scraper_port": scraper_port,
+        }
     config["hostscale:host"] = {**config.get("hostscale:host", {}), "name_prefix": prefix}
     config["hostscale:load_balancer"] = {
         **config.get("hostscale:load_balancer", {}),
+        **(load_balancer or {}),
         "http_port": http_port,
         "stats_port": stats_port,
     }
@@ -58,7 +79,7 @@ def config_for(
     config["hostscale:autoscaler"] = {**policy, "listen": f"127.0.0.1:{listen_port}"}
     if app:
         config["hostscale:app"] = {**config.get("hostscale:app", {}), **app}
-    return config
+    return with_served_by_header(config) if served_by_header else config
 
 
 @dataclass
@@ -148,21 +169,25 @@ def stand_up(
     autoscaler: dict[str, Any] | None = None,
     app: dict[str, Any] | None = None,
     running: int | None = None,
+    served_by_header: bool = False,
+    load_balancer: dict[str, Any] | None = None,
+    prometheus: bool = False,
 ) -> Iterator[TestStack]:
     """Deploy a test stack, wait for `running` app tasks (default: app.initial_replicas), yield it, take it
     down. A Swarm this created is left afterwards; one that existed (another stack's) is kept."""
     run_id = secrets.token_hex(4)
     name, prefix = f"test-{run_id}", f"hs-{run_id}"
-    config = config_for(prefix, autoscaler, app)
+    config = config_for(prefix, autoscaler, app, served_by_header, load_balancer, prometheus)
     was_manager = _swarm_manager(client)
     try:
-        outputs = dev_stack.up(name, config=config)
         try:
+            # A failed `up` keeps what it completed (as the engine does): down removes it.
+            outputs = dev_stack.up(name, config=config)
             stack = TestStack(client, name, prefix, outputs)
             stack.wait_running(stack.replicas() if running is None else running)
             yield stack
         finally:
-            dev_stack.down(name)
+            dev_stack.down(name, delete_data=True)  # a test's data goes with it
     finally:
         if not was_manager and client.info()["Swarm"]["LocalNodeState"] == "active":
             client.swarm.leave(force=True)

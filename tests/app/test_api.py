@@ -6,11 +6,21 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from pydantic import JsonValue
 
-from app.validation import MAX_BODY_BYTES, MAX_ITEM_ID, MAX_PAYLOAD_BYTES
-from testbed.containers import TestBed, published_url, wait_ready
+from app.validation import (
+    MAX_BODY_BYTES,
+    MAX_ITEM_ID,
+    MAX_PAGE_PAYLOAD_BYTES,
+    MAX_PAYLOAD_BYTES,
+    MAX_STORED_PAYLOAD_BYTES,
+    stored_json_bytes,
+)
+from testbed.containers import TestBed, container_ip, published_url, wait_ready
+from testbed.postgres import query
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +45,18 @@ def test_healthz_and_readyz_answer_ok(api: httpx.Client) -> None:
     assert api.get("/readyz").json() == {"status": "ready"}
 
 
-def test_every_response_names_the_replica_that_served_it(api: httpx.Client) -> None:
+def test_by_default_no_response_names_the_container_that_served_it(api: httpx.Client) -> None:
     for path in ["/healthz", "/api/items/999999", "/nowhere"]:
-        assert api.get(path).headers["x-served-by"], f"{path} has no X-Served-By"
+        assert "x-served-by" not in api.get(path).headers, f"{path} tells the client its container"
+
+
+def test_with_the_header_turned_on_every_response_names_the_container(module_testbed: TestBed) -> None:
+    app = module_testbed.app("app-named", env={"SERVED_BY_HEADER": "true"})
+    base_url = published_url(app)
+    wait_ready(base_url)
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        for path in ["/healthz", "/api/items/999999", "/nowhere"]:
+            assert client.get(path).headers.get("x-served-by") == app.id[:12], path
 
 
 def test_post_item_returns_the_stored_row_and_get_reads_it_back(api: httpx.Client) -> None:
@@ -220,3 +239,85 @@ def test_payload_survives_a_round_trip_byte_for_byte(api: httpx.Client) -> None:
     created = create(api, "exact", payload)
     fetched = api.get(f"/api/items/{created['id']}").json()
     assert json.dumps(fetched["payload"], sort_keys=True) == json.dumps(payload, sort_keys=True)
+
+
+def _postgres_ip(testbed: TestBed) -> str:
+    return container_ip(testbed.client.containers.get(testbed.name("postgres")))
+
+
+def _count_items(api: httpx.Client) -> int:
+    count, after = 0, 0
+    for _ in range(1000):  # bounded: the suite stores far fewer pages than this
+        page = api.get("/api/items", params={"limit": 100, "after": after}).json()
+        count += len(page["items"])
+        if page["next_after"] is None:
+            return count
+        after = page["next_after"]
+    raise AssertionError("more than 1000 pages of items")
+
+
+def test_numbers_that_postgres_writes_out_in_full_are_bounded_as_stored(api: httpx.Client) -> None:
+    # 1e308 is 6 bytes sent and 309 digits stored: well within the sent limit, 50 times it as stored.
+    payload: dict[str, JsonValue] = {"n": [1e308] * 2000}
+    assert (
+        len(json.dumps(payload)) < MAX_PAYLOAD_BYTES < MAX_STORED_PAYLOAD_BYTES < stored_json_bytes(payload)
+    )
+    before = _count_items(api)
+    response = api.post("/api/items", json={"name": "huge numbers", "payload": payload})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "payload"
+    assert "as stored" in error["message"]
+    assert _count_items(api) == before
+
+
+def test_the_stored_size_estimate_is_what_postgres_stores(module_testbed: TestBed, api: httpx.Client) -> None:
+    payloads: list[dict[str, Any]] = [
+        {},
+        {"a": 1, "b": [1, 2.5, None, True, False], "c": {"d": 'três \u2028 "q"'}},
+        {"big": 10**30, "tiny": 1e-7, "huge": 1e300, "neg": -0.5, "nested": [[], {}, [{"x": []}]]},
+    ]
+    for payload in payloads:
+        created = create(api, "sized", payload)
+        stored = query(
+            _postgres_ip(module_testbed),
+            module_testbed.password,
+            "SELECT octet_length(payload::text) FROM items WHERE id = $1",
+            created["id"],
+        )
+        assert stored == [(stored_json_bytes(payload),)], payload
+
+
+def test_the_database_itself_refuses_a_payload_over_the_stored_bound(
+    module_testbed: TestBed, api: httpx.Client
+) -> None:
+    # As a client writing to the table directly would: the bound holds without the app's check.
+    too_big = json.dumps({"n": [10**300] * 220})
+    with pytest.raises(asyncpg.CheckViolationError, match="items_payload_stored_size"):
+        query(
+            _postgres_ip(module_testbed),
+            module_testbed.password,
+            "INSERT INTO items (name, payload) VALUES ('direct', $1::text::jsonb)",
+            too_big,
+        )
+
+
+def test_a_page_of_large_payloads_ends_by_bytes_and_the_next_page_goes_on_without_a_gap(
+    api: httpx.Client,
+) -> None:
+    first = create(api, "marker", {})
+    large: dict[str, JsonValue] = {"n": [1e300] * 200}  # about 60 KB each as stored, within the stored bound
+    assert 0.2 * MAX_PAGE_PAYLOAD_BYTES < stored_json_bytes(large) <= MAX_STORED_PAYLOAD_BYTES
+    ids = [create(api, f"large {i}", large)["id"] for i in range(6)]
+
+    page = api.get("/api/items", params={"limit": 100, "after": first["id"]}).json()
+    got = [item["id"] for item in page["items"]]
+    assert 1 <= len(got) < len(ids), f"a page of {len(got)} large items is not bounded by bytes"
+    assert sum(stored_json_bytes(item["payload"]) for item in page["items"]) <= MAX_PAGE_PAYLOAD_BYTES
+    assert page["next_after"] == got[-1]
+    for _ in range(len(ids)):  # bounded: each page holds at least one item
+        if page["next_after"] is None:
+            break
+        page = api.get("/api/items", params={"limit": 100, "after": page["next_after"]}).json()
+        got += [item["id"] for item in page["items"]]
+    assert got[: len(ids)] == ids

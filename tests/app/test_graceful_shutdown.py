@@ -22,12 +22,17 @@ def test_sigterm_drains_then_finishes_in_flight_requests_then_exits(testbed: Tes
     in_flight: dict[str, int] = {}
 
     with httpx.Client(base_url=url, timeout=15) as client:
+        assert "connection" not in client.get("/healthz").headers, "a serving replica keeps its connections"
         app.kill(signal="SIGTERM")
         signalled = time.monotonic()
         assert client.get("/healthz").status_code == 503, "the load balancer's check must see 'draining'"
         assert client.get("/readyz").status_code == 503
         # New requests are still served during the grace period: the load balancer may not have noticed yet.
-        assert client.post("/api/items", json={"name": "during grace"}).status_code == 201
+        during_grace = client.post("/api/items", json={"name": "during grace"})
+        assert during_grace.status_code == 201
+        # ...and each answer closes its connection, so none is left idle for the shutdown to close under a
+        # request the load balancer is sending on it (app/draining.py).
+        assert during_grace.headers.get("connection") == "close"
 
         def slow_request() -> None:
             with httpx.Client(base_url=url, timeout=15) as own:

@@ -19,6 +19,12 @@ def test_settings_defaults_point_at_the_postgres_service_and_its_secret_file() -
     )
     assert settings.db_password_file == Path("/run/secrets/db_password")
     assert settings.db_timeout_s < 1.0, "the 503-within-1-s promise needs a budget under a second"
+    assert settings.served_by_header is False, "X-Served-By tells clients container IDs: opt-in only"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("1", True), ("FALSE", False), ("0", False)])
+def test_served_by_header_reads_true_or_false(raw: str, expected: bool) -> None:
+    assert load_settings({"SERVED_BY_HEADER": raw}).served_by_header is expected
 
 
 @pytest.mark.parametrize(
@@ -37,6 +43,11 @@ def test_settings_defaults_point_at_the_postgres_service_and_its_secret_file() -
             {"DB_POOL_MAX_SIZE": "x"},
             "DB_POOL_MAX_SIZE must be an integer, got 'x'",
             id="pool size not a number",
+        ),
+        pytest.param(
+            {"SERVED_BY_HEADER": "yes"},
+            "SERVED_BY_HEADER must be true or false, got 'yes'",
+            id="served-by flag that is not a boolean",
         ),
         pytest.param(
             {"DB_PASSWORD": "hunter2"},

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.decide import Decision, Direction, History, Observation, decide
+from autoscaler.decide import Decision, Direction, History, Observation, decide, record
 from autoscaler.policy import Policy, load_policy
 
 NOW = 1000.0
@@ -41,15 +41,22 @@ STEPS_ONLY = make_policy(targets=[], steps=[P95_HIGH, QUEUE, IDLE])
 WITH_P95_HIGH = make_policy(steps=[P95_HIGH])
 SCALE_DOWN_WINDOW_60 = make_policy(scale_down={"stabilization_seconds": 60, "cooldown_seconds": 0})
 UP_TO_40 = {"min": 2, "max": 40}
+FROM_ZERO = make_policy(replicas={"min": 0, "max": 4})
+ASYMMETRIC = make_policy(
+    scale_up={"tolerance": 0.05}, scale_down={"tolerance": 0.3, "stabilization_seconds": 0}
+)
 NO_HISTORY = History()
 
 
-def obs(current: int, ready: int | None = None, age: float | None = 0.0, **metrics: float) -> Observation:
+def obs(
+    current: int, ready: int | None = None, age: float | None = 0.0, demand: float = 0.0, **metrics: float
+) -> Observation:
     return Observation(
         at=None if age is None else NOW - age,
         current=current,
         ready=current if ready is None else ready,
         metrics=metrics,
+        demand=demand,
     )
 
 
@@ -142,6 +149,13 @@ CASES = [
     case("no scale-in while replicas start", obs(6, ready=4, sessions_per_replica=1),
          6, "none", "rule 'sessions': 1 vs target 10 asks for 1",
          "held: 2 replica(s) not ready, no scale-in while they start"),
+    case("a replica not ready past the deadline no longer holds scale-in back", obs(6, ready=4, sessions_per_replica=1),
+         5, "down", "rule 'sessions': 1 vs target 10 asks for 1",
+         "2 replica(s) not ready for 121 s, past the 120 s deadline: scale-in no longer held back",
+         "limited by max step down (1)", history=History(not_ready_since=NOW - 121)),
+    case("a replica not ready within the deadline still holds scale-in back", obs(6, ready=4, sessions_per_replica=1),
+         6, "none", "rule 'sessions': 1 vs target 10 asks for 1",
+         "held: 2 replica(s) not ready, no scale-in while they start", history=History(not_ready_since=NOW - 119)),
 
     # Step rules fire only when their condition held in every observation of their whole duration.
     case("step rule fires after its condition held for its duration",
@@ -175,6 +189,35 @@ CASES = [
          policy=make_policy(replicas={"min": 0, "max": 4}, targets=[], steps=[{**QUEUE, "add": 2}],
                             scale_up={"max_step": None, "max_step_percent": 50}),
          history=seen((11, {"queued_requests": 2}), current=0)),
+
+    # Scale from zero: at zero ready replicas the per-replica metrics do not exist; the demand asks for one.
+    case("a target rule at zero replicas with requests waiting asks for one", obs(0, demand=3, queued_requests=3),
+         1, "up", "rule 'sessions': 3 requests waiting with no replica ready asks for 1", policy=FROM_ZERO),
+    case("a target rule at zero replicas with no demand holds at zero", obs(0, queued_requests=0),
+         0, "none", "rule 'sessions': sessions_per_replica missing: holding", policy=FROM_ZERO),
+    case("scale from zero is not held by the scale-up stabilization window", obs(0, demand=1),
+         1, "up", "rule 'sessions': 1 requests waiting with no replica ready asks for 1",
+         "scale from zero: not held by stabilization or cooldown",
+         policy=make_policy(replicas={"min": 0, "max": 4}, scale_up={"stabilization_seconds": 30}),
+         history=recommended(10, 0)),
+    case("scale from zero is not held by the scale-up cooldown", obs(0, demand=2),
+         1, "up", "rule 'sessions': 2 requests waiting with no replica ready asks for 1",
+         "scale from zero: not held by stabilization or cooldown",
+         policy=make_policy(replicas={"min": 0, "max": 4}, scale_up={"cooldown_seconds": 60}),
+         history=History(last_scale_up_at=NOW - 5)),
+    case("a burst between two idle reads keeps the last replica", obs(1, demand=2, sessions_per_replica=0),
+         1, "none", "rule 'sessions': 0 vs target 10 asks for 0, but 2 requests arrived: 1", policy=FROM_ZERO),
+    case("an idle tier goes to zero", obs(1, sessions_per_replica=0),
+         0, "down", "rule 'sessions': 0 vs target 10 asks for 0", policy=FROM_ZERO),
+
+    # Tolerance per direction: here +5 % already scales out, -30 % is still within tolerance.
+    case("above the scale-out tolerance: scale out", obs(10, sessions_per_replica=10.6),
+         11, "up", "rule 'sessions': 10.6 vs target 10 asks for 11", policy=make_policy(
+             replicas={"min": 2, "max": 20}, scale_up={"tolerance": 0.05})),
+    case("within the scale-in tolerance: hold", obs(10, sessions_per_replica=7.5),
+         10, "none", "rule 'sessions': 7.5 is within tolerance of 10", policy=ASYMMETRIC),
+    case("beyond the scale-in tolerance: scale in", obs(10, sessions_per_replica=6.5),
+         9, "down", "rule 'sessions': 6.5 vs target 10 asks for 7", "limited by max step down (1)", policy=ASYMMETRIC),
 
     # Several rules: every rule votes, the largest count wins.
     case("several rules: the largest count wins", obs(4, sessions_per_replica=20, response_time_ms=400),
@@ -226,3 +269,21 @@ def test_decide_records_the_recommendation_before_limits() -> None:
         ("rule 'sessions': 100 vs target 10 asks for 20", "limited by max step up (4)"),
         recommendation=20,
     )
+
+
+def test_replicas_not_ready_past_the_deadline_are_reported_stuck() -> None:
+    policy = make_policy(deadlines={"not_ready_seconds": 30})
+    decision = decide(
+        obs(6, ready=4, sessions_per_replica=10), History(not_ready_since=NOW - 31), policy, NOW
+    )
+    assert decision.stuck == (
+        "2 of 6 replicas not ready for 31 s (deadline 30 s): stuck pending or crash-looping",
+    )
+
+
+def test_the_not_ready_clock_starts_at_the_first_short_observation_and_stops_when_all_are_ready() -> None:
+    policy, decision = DEFAULT, Decision(6, "none", (), 6)
+    history = record(History(), obs(6, ready=4, sessions_per_replica=10), decision, NOW, policy)
+    history = record(history, obs(6, ready=5, sessions_per_replica=10), decision, NOW + 2, policy)
+    assert history.not_ready_since == NOW
+    assert record(history, obs(6, sessions_per_replica=10), decision, NOW + 4, policy).not_ready_since is None

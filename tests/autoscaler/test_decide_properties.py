@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.decide import History, Observation, decide, record
-from autoscaler.policy import Policy, load_policy
+from autoscaler.decide import Decision, History, Observation, decide, panic_state, record
+from autoscaler.policy import Policy, WindowPolicy, load_policy
 
 NOW = 10_000.0
 
@@ -144,3 +145,89 @@ def test_no_scale_in_below_a_recommendation_inside_the_window(
                 window,
             )
         now += policy.interval_s
+
+
+# Realistic observations, as autoscaler/haproxy_metrics.py makes them: replicas are UP only some ticks after
+# Swarm was asked for them (fewer ready than running), the per-replica metrics do not exist at zero ready
+# replicas, and a burst can arrive and finish between two reads (the gauges read 0, only `demand` sees it).
+Tick = tuple[int, int]  # (requests that arrived since the last read, sessions in flight at the read)
+
+
+def realistic(
+    policy: Policy, load: list[Tick], start: int, boot_ticks: int
+) -> list[tuple[Observation, Decision]]:
+    now, count, trace = NOW, start, []
+    ready_at = [0] * start  # the tick at which each running replica is UP
+    history = History()
+    for tick, (arrived, in_flight) in enumerate(load):
+        ready = sum(1 for at in ready_at if at <= tick)
+        metrics = {"queued_requests": 0.0}
+        if ready:
+            metrics["sessions_per_replica"] = in_flight / ready
+        observation = Observation(now, count, ready, metrics, demand=float(arrived + in_flight))
+        decision = decide(observation, history, policy, now)
+        trace.append((observation, decision))
+        history = record(history, observation, decision, now, policy)
+        if decision.count > count:
+            ready_at += [tick + boot_ticks] * (decision.count - count)
+        else:  # Swarm stops the newest tasks first
+            ready_at = ready_at[: decision.count]
+        count = decision.count
+        now += policy.interval_s
+    return trace
+
+
+ticks = st.tuples(st.integers(0, 200), st.integers(0, 200))
+# Most of the time nothing arrives, then a burst: the shape that leaves and re-enters zero.
+bursty = st.lists(st.one_of(st.just((0, 0)), st.tuples(st.integers(1, 30), st.just(0)), ticks), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(policy=policies(), load=bursty, start=st.integers(0, 8), boot=st.integers(0, 4))
+def test_requests_waiting_always_get_at_least_one_replica(
+    policy: Policy, load: list[Tick], start: int, boot: int
+) -> None:
+    for observation, decision in realistic(policy, load, start, boot):
+        if observation.demand > 0:
+            assert decision.count >= 1, (observation, decision)
+
+
+@settings(max_examples=200, deadline=None)
+@given(policy=policies(), load=bursty, start=st.integers(0, 8), boot=st.integers(1, 4))
+def test_no_scale_in_while_fewer_replicas_are_ready_than_running(
+    policy: Policy, load: list[Tick], start: int, boot: int
+) -> None:
+    for observation, decision in realistic(policy, load, start, boot):
+        if observation.ready < observation.current <= policy.max_replicas:
+            assert decision.direction != "down", (observation, decision)
+
+
+@settings(max_examples=150, deadline=None)
+@given(policy=policies(), load=bursty, start=st.integers(0, 8), boot=st.integers(0, 4))
+def test_an_idle_tier_returns_to_its_minimum_even_zero(
+    policy: Policy, load: list[Tick], start: int, boot: int
+) -> None:
+    trace = realistic(policy, load + [(0, 0)] * 250, start, boot)
+    assert trace[-1][1].count == policy.min_replicas, trace[-1]
+
+
+@settings(max_examples=300)
+@given(
+    data=st.data(),
+    policy=policies(),
+    panic=st.floats(0, 1000, allow_nan=False),
+    panicked_ago=st.one_of(st.none(), st.floats(0, 120)),
+)
+def test_never_scale_in_while_panicking(
+    data: st.DataObject, policy: Policy, panic: float, panicked_ago: float | None
+) -> None:
+    policy = replace(policy, windows=WindowPolicy(0.25, 60.0, 6.0, 2.0))
+    seen = data.draw(observations_to_act_on(policy))
+    observation = replace(seen, stable_metrics=seen.metrics, panic_metrics={"sessions_per_replica": panic})
+    history = History(last_panic_at=None if panicked_ago is None else NOW - panicked_ago)
+    decision = decide(observation, history, policy, NOW)
+    state = panic_state(observation, history, policy, NOW)
+    if state.active:
+        assert decision.count >= observation.current, (observation, decision)
+    if state.triggered:
+        assert decision.panic, decision  # recorded, so the next stable window stays in panic mode

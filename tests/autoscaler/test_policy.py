@@ -30,6 +30,27 @@ def test_load_policy_applies_defaults() -> None:
     assert policy.metrics == {"sessions_per_replica"}
 
 
+def test_each_direction_takes_the_top_level_tolerance_unless_it_sets_its_own() -> None:
+    policy = load_policy(raw(tolerance=0.2, scale_down={"tolerance": 0.4}))
+    assert (policy.scale_up.tolerance, policy.scale_down.tolerance) == (0.2, 0.4)
+
+
+def test_windows_default_to_knatives_kpa_and_sample_four_times_a_second() -> None:
+    assert load_policy(raw()).windows is None
+    windows = load_policy(raw(windows={})).windows
+    assert windows is not None
+    assert (windows.sample_interval_s, windows.stable_s, windows.panic_s, windows.panic_threshold) == (
+        0.25,
+        60.0,
+        6.0,
+        2.0,
+    )
+
+
+def test_a_policy_may_idle_at_zero_replicas() -> None:
+    assert load_policy(raw(replicas={"min": 0, "max": 3})).min_replicas == 0
+
+
 def test_load_policy_reads_step_rules_both_ways() -> None:
     policy = load_policy(
         raw(
@@ -90,6 +111,22 @@ INVALID = [
             "hostscale:autoscaler.targets/hostscale:autoscaler.steps: rule name 'sessions' is used twice"),
     invalid("tolerance of 150 percent", raw(tolerance=1.5),
             "hostscale:autoscaler.tolerance is 1.5 but must be below 1"),
+    invalid("scale-in tolerance of 100 percent", raw(scale_down={"tolerance": 1}),
+            "hostscale:autoscaler.scale_down.tolerance is 1 but must be below 1"),
+    invalid("negative scale-out tolerance", raw(scale_up={"tolerance": -0.1}),
+            "hostscale:autoscaler.scale_up.tolerance must be at least 0.0, got -0.1"),
+    invalid("scale-out tolerance not a number", raw(scale_up={"tolerance": "10%"}),
+            "hostscale:autoscaler.scale_up.tolerance must be a number, got '10%'"),
+    invalid("samples slower than decisions", raw(windows={"sample_interval_seconds": 3}),
+            "hostscale:autoscaler.windows.sample_interval_seconds is 3 but must be between 0.1 and the interval_seconds (2)"),
+    invalid("panic window longer than the stable one", raw(windows={"stable_seconds": 6, "panic_seconds": 10}),
+            "hostscale:autoscaler.windows.panic_seconds is 10 but must be between the sample_interval_seconds (0.25) and the stable_seconds (6)"),
+    invalid("stable window shorter than a decision", raw(windows={"stable_seconds": 1, "panic_seconds": 0.5}),
+            "hostscale:autoscaler.windows.stable_seconds is 1 but must be at least the interval_seconds (2)"),
+    invalid("panic threshold of 1", raw(windows={"panic_threshold": 1}),
+            "hostscale:autoscaler.windows.panic_threshold is 1 but must be above 1"),
+    invalid("unknown window key", raw(windows={"panic_window": 6}),
+            "hostscale:autoscaler.windows.panic_window is not a known setting (did you mean hostscale:autoscaler.windows.panic_seconds?)"),
     invalid("dry run not a boolean", raw(dry_run="yes"),
             "hostscale:autoscaler.dry_run must be true or false, got 'yes'"),
     invalid("max age shorter than interval", raw(metrics_max_age_seconds=1),
@@ -100,6 +137,22 @@ INVALID = [
             "hostscale:autoscaler.scale_up.max_step must be at least 1, got 0"),
     invalid("direction not a mapping", raw(scale_up=[1]),
             "hostscale:autoscaler.scale_up must be a mapping, got [1]"),
+    invalid("a billion replicas", raw(replicas={"min": 1, "max": 10**9}),
+            "hostscale:autoscaler.replicas.max must be at most 1000, got 1000000000"),
+    invalid("a cooldown of a year", raw(scale_down={"cooldown_seconds": 31536000}),
+            "hostscale:autoscaler.scale_down.cooldown_seconds must be at most 86400, got 31536000"),
+    invalid("a step adding a million", raw(steps=[{**STEP_S, "above": 0, "add": 10**6}]),
+            "hostscale:autoscaler.steps[0].add must be at most 1000, got 1000000"),
+    invalid("a target beyond any metric", raw(targets=[{"name": "x", "metric": "sessions_per_replica", "target": 1e9}]),
+            "hostscale:autoscaler.targets[0].target must be at most 1e+06, got 1000000000.0"),
+    invalid("a step threshold beyond any metric", raw(steps=[{**STEP_S, "above": 1e12, "add": 1}]),
+            "hostscale:autoscaler.steps[0].above must be at most 1e+06, got 1000000000000.0"),
+    invalid("a scale-out step of 10,000 percent", raw(scale_up={"max_step_percent": 10000}),
+            "hostscale:autoscaler.scale_up.max_step_percent must be at most 1000, got 10000"),
+    invalid("a panic threshold of 1,000", raw(windows={"panic_threshold": 1000}),
+            "hostscale:autoscaler.windows.panic_threshold must be at most 100, got 1000"),
+    invalid("a deadline of a week", raw(deadlines={"vm_boot_seconds": 604800}),
+            "hostscale:autoscaler.deadlines.vm_boot_seconds must be at most 86400, got 604800"),
     invalid("policy not a mapping", ["not", "a", "mapping"],
             "hostscale:autoscaler must be a mapping, got ['not', 'a', 'mapping']"),
 ]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from autoscaler.fleet import FleetPolicy
+from autoscaler.forecast import PredictivePolicy
 from autoscaler.settings import SettingsError, load_settings, read_settings
 
 POLICY = {
@@ -35,6 +36,8 @@ def valid() -> dict[str, Any]:
             "replicas_per_vm": 4,
             "park": "stopped",
             "scale_in_after_seconds": 90,
+            "warm_pool": {"min": 1, "max": 2, "reuse_on_scale_in": False},
+            "predictive": {"mode": "forecast_only", "window_seconds": 45, "default_power_on_seconds": 80},
         },
     }
 
@@ -66,7 +69,16 @@ def test_a_complete_file_loads_as_written() -> None:
     assert (settings.policy.min_replicas, settings.policy.max_replicas) == (2, 10)
     assert settings.fleet is not None
     assert (settings.fleet.park, settings.fleet.replicas_per_vm) == ("stopped", 4)
-    assert settings.fleet.policy == FleetPolicy(vms=("a", "b", "c"), replicas_per_vm=4, scale_in_after_s=90.0)
+    assert settings.fleet.policy == FleetPolicy(
+        vms=("a", "b", "c"),
+        replicas_per_vm=4,
+        scale_in_after_s=90.0,
+        park="stopped",
+        warm_pool_min=1,
+        warm_pool_max=2,
+        reuse_on_scale_in=False,
+    )
+    assert settings.fleet.predictive == PredictivePolicy("forecast_only", window_s=45, default_power_on_s=80)
 
 
 def test_each_vm_keeps_its_own_hypervisor_in_power_on_order() -> None:
@@ -159,6 +171,60 @@ INVALID = [
         "hibernate",
         "fleet.park must be one of suspended, stopped, got 'hibernate'",
         id="a known park mode",
+    ),
+    pytest.param(
+        ["fleet", "warm_pool", "min"],
+        DELETE,
+        "fleet.warm_pool.min is required",
+        id="the warm pool's minimum has no default here",
+    ),
+    pytest.param(
+        ["fleet", "warm_pool", "max"],
+        DELETE,
+        "fleet.warm_pool.max is required",
+        id="the warm pool's maximum has no default here, null for none",
+    ),
+    pytest.param(
+        ["fleet", "warm_pool", "min"],
+        4,
+        "fleet.warm_pool.min must be at most 3, got 4",
+        id="the warm pool's minimum is within the VMs",
+    ),
+    pytest.param(
+        ["fleet", "warm_pool", "max"],
+        0,
+        "fleet.warm_pool.max is 0 but fleet.warm_pool.min is 1",
+        id="the warm pool's maximum is not below its minimum",
+    ),
+    pytest.param(
+        ["fleet", "warm_pool", "reuse_on_scale_in"],
+        "yes",
+        "fleet.warm_pool.reuse_on_scale_in must be true or false, got 'yes'",
+        id="reuse on scale-in is a boolean",
+    ),
+    pytest.param(
+        ["fleet", "warm_pool", "size"],
+        2,
+        "fleet.warm_pool.size is not a known setting",
+        id="an unknown warm pool key",
+    ),
+    pytest.param(
+        ["fleet", "predictive", "mode"],
+        "always",
+        "fleet.predictive.mode must be one of off, forecast_only, on, got 'always'",
+        id="a known predictive mode",
+    ),
+    pytest.param(
+        ["fleet", "predictive", "window_seconds"],
+        DELETE,
+        "fleet.predictive.window_seconds is required",
+        id="the trend window has no default here",
+    ),
+    pytest.param(
+        ["fleet", "predictive", "default_power_on_seconds"],
+        0,
+        "fleet.predictive.default_power_on_seconds must be positive, got 0",
+        id="the default power-on time is positive",
     ),
     pytest.param(
         ["fleet", "scale_in_after_seconds"],

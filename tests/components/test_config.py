@@ -54,6 +54,34 @@ def test_the_emulated_lab_boots_the_built_image_and_parks_its_warm_vm_suspended(
 
 LOCAL_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBj2d30KoOheLb20xUyzKmqb0D04pPxUuAC9NReNWI8B"
 HOSTS_REVERSED = stack_config("multihost")["hostscale:vms"]["hosts"][::-1]
+ED25519_DATA = LOCAL_KEY.split()[1]
+# Public keys made with ssh-keygen for these tables (the private halves were thrown away).
+RSA_1024 = "ssh-rsa " + (
+    "AAAAB3NzaC1yc2EAAAADAQABAAAAgQDXu90lP+wE0EqoJM0narP818KAn2pjT5C+4FhOtVJfhItOF/jZbezr3Tf3s/ZG3GXPJZ1J"
+    "5Tp9HOPdRrF6GQ2Tj3VeoawbvO9Ew0xWFUVVecgtFC4UzVhg1vyD6u7lA9YqpGB4hzrGxQ9DdyklHbSHwaETZnl47CMswVgP2hmI"
+    "dQ=="
+)
+RSA_3072 = "ssh-rsa " + (
+    "AAAAB3NzaC1yc2EAAAADAQABAAABgQDTRtlSQCuH68H4plOylDbflgvwp5kEvRxeZrfv7rGK80XLnbSVYHYAuzeuiuyod8umH9Pn"
+    "PnRo28+VZgrYt1YoW+B37eCXaWIc0IROowzFpIsYhlZ7HfiQFeZMlsVz6o7TbgPGoFl0uHvTb9rl/k0TAa+BLz4l08XJ4M6Q8tYE"
+    "DSG/ZCgH/u1IPvwrQ6Bed/mwKqTGlwikvgv9gQEuO7pUS70AToHh1Md3Fhn3wOqnVosT38CdFuryARfIuBacZLMgDn1gzYSEcBVX"
+    "67tksBOD6kOW6m4IDmfT+eMXRVPFJYao3jhyxk9JZ1GMGmYZ2o2YrtDqmkm6CZSWwCvmNXdQQeZ4oHOv7LDlnLdotGkiFvCQRryE"
+    "a7CoNDXxeo9Xv/6k4fnWl9hTI2voi8W4RbaOus/yp3mCjTL6YdqsOBfLZjufKOUDGVrKd+ua62O76Rf1wMzJqiUCHgk1EJxx3bHX"
+    "BIJNfox9IGmOZU8RRiZzgabaQ0LdRZqeMCb7QS5tD3E="
+)
+ECDSA_256 = "ecdsa-sha2-nistp256 " + (
+    "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBAZOr4hVgoeSJHYyZrWzrUIF0E9Iuy5Eici4kSeWqAMQzj5s"
+    "A8SZQIsjjEweiIU2dimfUHp6bJ47Rig2kluBP1Q="
+)
+# An ed25519 key cut short: the type is right, the key inside is 16 bytes instead of 32.
+ED25519_SHORT = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAEAAAAAAAAAAAAAAAAAAAAAA="
+PUBLIC_KEY_FORM = (
+    "must be an OpenSSH public key (TYPE BASE64 [COMMENT], e.g. ssh-ed25519 AAAA... operator@laptop)"
+)
+PLAIN_PATH = (
+    "must be an absolute path on the hypervisor host (letters, digits and ._+- in each part, no . or .. part)"
+)
+IMAGE_FORM = "must be an image reference ([REGISTRY/]NAME[:TAG][@sha256:DIGEST], e.g. registry.example.com/team/app:1.4)"
 
 
 def invalid(id: str, stack: str, setting: str, value: Any, message: str) -> Any:
@@ -89,8 +117,14 @@ INVALID = [
             "hostscale:app.initial_replicas is 9 but hostscale:autoscaler.replicas allows 2 to 6"),
     invalid("app memory too small", "local", "app.memory_mb", 16,
             "hostscale:app.memory_mb must be at least 64, got 16"),
+    invalid("served-by header not a boolean", "local", "app.served_by_header", "yes",
+            "hostscale:app.served_by_header must be true or false, got 'yes'"),
+    invalid("an unknown liveness probe", "local", "app.liveness_probe", "curl",
+            "hostscale:app.liveness_probe must be one of image, bash, got 'curl'"),
+    invalid("the image's probe without an image", "local", "app.liveness_probe", "image",
+            "hostscale:app.liveness_probe is 'image' but hostscale:app.image is not set: the built sample app is probed with bash"),
     invalid("empty image", "local", "app.image", "",
-            "hostscale:app.image must be an image reference, got ''"),
+            f"hostscale:app.image {IMAGE_FORM}, got ''"),
     invalid("VMs over the memory budget", "lab", "vms.memory_mb", 4096,
             "hostscale:vms.memory_mb is 4096 for 3 VMs (12288 in all) but hostscale:host.budget_memory_mb is 8192"),
     invalid("VMs over the vCPU budget", "lab", "vms.vcpus", 4,
@@ -109,12 +143,120 @@ INVALID = [
             "hostscale:host.advertise_addr is 127.0.0.1 but the VMs reach the manager at 10.77.0.1 (the first address of hostscale:vms.network_cidr 10.77.0.0/24)"),
     invalid("unknown warm pool mode", "lab", "vms.warm_pool", "hibernate",
             "hostscale:vms.warm_pool must be one of suspended, stopped, got 'hibernate'"),
+    invalid("a warm pool minimum beyond the VMs that park", "lab", "vms.warm_pool_min", 2,
+            "hostscale:vms.warm_pool_min must be at most 1, got 2"),
+    invalid("reuse on scale-in not a boolean", "lab", "vms.reuse_on_scale_in", "no",
+            "hostscale:vms.reuse_on_scale_in must be true or false, got 'no'"),
+    invalid("an unknown predictive mode", "lab", "vms.predictive_power_on", "always",
+            "hostscale:vms.predictive_power_on must be one of off, forecast_only, on, got 'always'"),
+    invalid("a trend window of a day", "lab", "vms.trend_window_seconds", 86400,
+            "hostscale:vms.trend_window_seconds must be at most 3600, got 86400"),
+    invalid("a power-on time of zero", "lab", "vms.power_on_seconds", 0,
+            "hostscale:vms.power_on_seconds must be positive, got 0"),
     invalid("kernel without initrd", "lab", "vms.initrd", None,
             "hostscale:vms.kernel and hostscale:vms.initrd go together, or neither"),
     invalid("relative kernel path", "lab", "vms.kernel", "vmlinuz",
-            "hostscale:vms.kernel must be an absolute path on the hypervisor host, got 'vmlinuz'"),
+            f"hostscale:vms.kernel {PLAIN_PATH}, got 'vmlinuz'"),
     invalid("no running worker", "lab", "vms.running", 0,
             "hostscale:vms.running must be at least 1, got 0"),
+
+    # Upper bounds: a number far beyond any plan is a typo.
+    invalid("a billion replicas", "local", "autoscaler.replicas.max", 10**9,
+            "hostscale:autoscaler.replicas.max must be at most 1000, got 1000000000"),
+    invalid("a billion initial replicas", "local", "app.initial_replicas", 10**9,
+            "hostscale:app.initial_replicas must be at most 1000, got 1000000000"),
+    invalid("a thousand CPUs per replica", "local", "app.cpu_limit", 1000,
+            "hostscale:app.cpu_limit must be at most 64, got 1000"),
+    invalid("a host budget of a petabyte", "lab", "host.budget_memory_mb", 10**9,
+            "hostscale:host.budget_memory_mb must be at most 4194304, got 1000000000"),
+    invalid("a listed host with a million vCPUs", "multihost", "vms.hosts.1.budget_vcpus", 10**6,
+            "hostscale:vms.hosts[1].budget_vcpus must be at most 1024, got 1000000"),
+    invalid("a pool bigger than the app takes", "local", "app.db_pool_max_size", 500,
+            "hostscale:app.db_pool_max_size must be at most 200, got 500"),
+
+    # Wrong types.
+    invalid("a port as a string", "local", "load_balancer.http_port", "8080",
+            "hostscale:load_balancer.http_port must be an integer, got '8080'"),
+    invalid("a count as a boolean", "lab", "vms.replicas_per_vm", True,
+            "hostscale:vms.replicas_per_vm must be an integer, got True"),
+    invalid("a budget as a float", "lab", "host.budget_vcpus", 4.5,
+            "hostscale:host.budget_vcpus must be an integer, got 4.5"),
+    invalid("a path as a list", "lab", "vms.pool_path", ["/var/lib"],
+            f"hostscale:vms.pool_path {PLAIN_PATH}, got ['/var/lib']"),
+    invalid("a host entry that is not a mapping", "multihost", "vms.hosts.2", "hv3",
+            "hostscale:vms.hosts[2] must be a mapping, got 'hv3'"),
+
+    # Values that reach a shell, a Docker reference or a file path: their grammar.
+    invalid("a prefix with a space and capitals", "local", "host.name_prefix", "Hs Lab",
+            "hostscale:host.name_prefix must be lowercase letters, digits and dashes, starting with a letter and "
+            "not ending with a dash (at most 24), got 'Hs Lab'"),
+    invalid("a prefix with a shell command", "local", "host.name_prefix", "hs;reboot",
+            "hostscale:host.name_prefix must be lowercase letters, digits and dashes, starting with a letter and "
+            "not ending with a dash (at most 24), got 'hs;reboot'"),
+    invalid("a prefix too long for Docker's names", "local", "host.name_prefix", "h" * 25,
+            "hostscale:host.name_prefix must be lowercase letters, digits and dashes, starting with a letter and "
+            f"not ending with a dash (at most 24), got '{'h' * 25}'"),
+    invalid("an image with a shell command", "local", "app.image", "app:1; docker rm -f x",
+            f"hostscale:app.image {IMAGE_FORM}, got 'app:1; docker rm -f x'"),
+    invalid("an image with capitals in its path", "local", "app.image", "registry.example.com/Team/App:1",
+            f"hostscale:app.image {IMAGE_FORM}, got 'registry.example.com/Team/App:1'"),
+    invalid("an image with a short digest", "local", "app.image", "app@sha256:abc",
+            f"hostscale:app.image {IMAGE_FORM}, got 'app@sha256:abc'"),
+    invalid("a pool path that climbs out", "lab", "vms.pool_path", "/var/lib/libvirt/../../etc",
+            f"hostscale:vms.pool_path {PLAIN_PATH}, got '/var/lib/libvirt/../../etc'"),
+    invalid("a pool path with a space", "lab", "vms.pool_path", "/var/lib/my pool",
+            f"hostscale:vms.pool_path {PLAIN_PATH}, got '/var/lib/my pool'"),
+    invalid("a relative pool path", "lab", "vms.pool_path", "hostscale",
+            f"hostscale:vms.pool_path {PLAIN_PATH}, got 'hostscale'"),
+    invalid("a key file with a colon, which a bind mount splits", "multihost", "vms.ssh_identity_file", "/root/key:rw",
+            f"hostscale:vms.ssh_identity_file {PLAIN_PATH}, got '/root/key:rw'"),
+    invalid("a relative base image", "lab", "vms.base_image", "disk.qcow2",
+            f"hostscale:vms.base_image {PLAIN_PATH}, got 'disk.qcow2'"),
+    invalid("a base image URL with a quote", "lab", "vms.base_image", "https://example.com/a'b.qcow2",
+            "hostscale:vms.base_image must be an http(s) URL of letters, digits and ._~%+=&?/- or an absolute path "
+            "on the hypervisor host, got \"https://example.com/a'b.qcow2\""),
+    invalid("an SSH user with a shell command", "multihost", "vms.hosts.2.libvirt_uri", "qemu+ssh://a;reboot@192.168.50.13/system",
+            "hostscale:vms.hosts[2].libvirt_uri must be qemu:///system or qemu+ssh://USER@HOST[:PORT]/system, "
+            "got 'qemu+ssh://a;reboot@192.168.50.13/system'"),
+    invalid("an SSH host with a command substitution", "multihost", "vms.hosts.2.libvirt_uri", "qemu+ssh://u@h$(id)/system",
+            "hostscale:vms.hosts[2].libvirt_uri must be qemu:///system or qemu+ssh://USER@HOST[:PORT]/system, "
+            "got 'qemu+ssh://u@h$(id)/system'"),
+
+    # The operator's SSH key for the VMs, parsed.
+    invalid("a login key with authorized_keys options", "lab", "vms.ssh_public_key", f'command="id" {LOCAL_KEY}',
+            f"hostscale:vms.ssh_public_key {PUBLIC_KEY_FORM}, got 'command=\"id\" {LOCAL_KEY}': command=\"id\" is not "
+            "a key type (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ecdsa-sha2-nistp521)"),
+    invalid("a login key that smuggles a second line", "lab", "vms.ssh_public_key", f"{LOCAL_KEY} a\n{RSA_3072}",
+            f"hostscale:vms.ssh_public_key {PUBLIC_KEY_FORM}, got {LOCAL_KEY + ' a' + chr(10) + RSA_3072!r}: it is not "
+            "one printable line"),
+    invalid("a login key whose data is another type", "lab", "vms.ssh_public_key", "ssh-rsa " + ED25519_DATA,
+            f"hostscale:vms.ssh_public_key {PUBLIC_KEY_FORM}, got 'ssh-rsa {ED25519_DATA}': its data is a ssh-ed25519 "
+            "key, not ssh-rsa"),
+    invalid("a login key cut short", "lab", "vms.ssh_public_key", ED25519_SHORT,
+            f"hostscale:vms.ssh_public_key {PUBLIC_KEY_FORM}, got '{ED25519_SHORT}': its data is not a whole "
+            "ssh-ed25519 key"),
+    invalid("a 1024-bit RSA login key", "lab", "vms.ssh_public_key", RSA_1024 + " short",
+            f"hostscale:vms.ssh_public_key {PUBLIC_KEY_FORM}, got '{RSA_1024} short': an RSA key of 1024 bits, "
+            "fewer than 2048"),
+    invalid("a login key that is not base64", "lab", "vms.ssh_public_key", "ssh-ed25519 AAAA!",
+            f"hostscale:vms.ssh_public_key {PUBLIC_KEY_FORM}, got 'ssh-ed25519 AAAA!': its data is not base64 of an "
+            "SSH key"),
+
+    # Cross-checks.
+    invalid("more connections than Postgres takes", "local", "database.max_connections", 50,
+            "hostscale:autoscaler.replicas.max is 6: 7 replicas (one more during an update) x "
+            "hostscale:app.db_pool_max_size 10 + 3 reserved = 73 connections but hostscale:database.max_connections "
+            "is 50"),
+    invalid("a pool that exhausts Postgres at max replicas", "multihost", "app.db_pool_max_size", 11,
+            "hostscale:autoscaler.replicas.max is 36: 37 replicas (one more during an update) x "
+            "hostscale:app.db_pool_max_size 11 + 3 reserved = 410 connections but hostscale:database.max_connections "
+            "is 400"),
+    invalid("a full worker's replicas beyond the VM's memory", "lab", "app.memory_mb", 512,
+            "hostscale:vms.replicas_per_vm is 4: 4 x hostscale:app.memory_mb 512 + 256 for the guest's system = "
+            "2304 MB but hostscale:vms.memory_mb is 1536"),
+    invalid("a full worker's replicas beyond the VM's vCPUs", "lab", "app.cpu_limit", 1.0,
+            "hostscale:vms.replicas_per_vm is 4: 4 x hostscale:app.cpu_limit 1.0 = 4 CPUs but hostscale:vms.vcpus "
+            "is 2"),
 
     # The multihost stack: VMs spread over several hypervisor hosts.
     invalid("more VMs than the hosts hold", "multihost", "vms.count", 15,
@@ -160,10 +302,10 @@ INVALID = [
             "/etc/ssh/ssh_host_ed25519_key.pub on that host)"),
     invalid("host key whose type does not match its data", "multihost", "vms.hosts.1.ssh_host_key", "ssh-rsa " + LOCAL_KEY.split()[1],
             "hostscale:vms.hosts[1].ssh_host_key must be a public host key (TYPE BASE64, e.g. ssh-ed25519 AAAA...), "
-            f"got 'ssh-rsa {LOCAL_KEY.split()[1]}'"),
+            f"got 'ssh-rsa {LOCAL_KEY.split()[1]}': its data is a ssh-ed25519 key, not ssh-rsa"),
     invalid("host key that is not base64", "multihost", "vms.hosts.1.ssh_host_key", "ssh-ed25519 not-base64!",
             "hostscale:vms.hosts[1].ssh_host_key must be a public host key (TYPE BASE64, e.g. ssh-ed25519 AAAA...), "
-            "got 'ssh-ed25519 not-base64!'"),
+            "got 'ssh-ed25519 not-base64!': its data is not base64 of an SSH key"),
     invalid("host key for the local hypervisor", "multihost", "vms.hosts.0.ssh_host_key", LOCAL_KEY,
             "hostscale:vms.hosts[0].ssh_host_key is set but hostscale:vms.hosts[0].libvirt_uri is qemu:///system: "
             "only qemu+ssh hosts are reached over SSH"),
@@ -191,6 +333,87 @@ def test_invalid_config_names_key_and_value(stack: str, setting: str, value: Any
     with pytest.raises(ConfigError) as error:
         load_stack_config(getter(edited(stack, setting, value)))
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        pytest.param(
+            {"warm_pool_min": 1, "warm_pool_max": 0},
+            "hostscale:vms.warm_pool_max is 0 but hostscale:vms.warm_pool_min is 1",
+            id="a warm pool maximum below its minimum",
+        ),
+        pytest.param(
+            {"warm_pool_min": 1, "warm_pool": "stopped"},
+            "hostscale:vms.warm_pool_min is 1 but hostscale:vms.warm_pool is stopped: a pool that parks cold "
+            "keeps no VM warm",
+            id="a warm minimum for a pool that parks cold",
+        ),
+    ],
+)
+def test_warm_pool_settings_that_contradict_each_other(edits: dict[str, Any], message: str) -> None:
+    config = stack_config("lab")
+    config["hostscale:vms"] = {**config["hostscale:vms"], **edits}
+    with pytest.raises(ConfigError) as error:
+        load_stack_config(getter(config))
+    assert str(error.value) == message
+
+
+def test_warm_pool_settings_reach_the_pool() -> None:
+    config = stack_config("lab")
+    config["hostscale:vms"] = {
+        **config["hostscale:vms"],
+        "warm_pool_min": 1,
+        "warm_pool_max": 1,
+        "reuse_on_scale_in": False,
+    }
+    vms = load_stack_config(getter(config)).vms
+    assert vms is not None
+    assert (vms.warm_pool_min, vms.warm_pool_max, vms.reuse_on_scale_in) == (1, 1, False)
+
+
+@pytest.mark.parametrize(
+    ("section", "value"),
+    [pytest.param("app", [], id="an empty list"), pytest.param("load_balancer", "", id="an empty string")],
+)
+def test_a_section_that_is_not_a_mapping_is_refused_even_when_empty(section: str, value: Any) -> None:
+    config = {**stack_config("local"), f"hostscale:{section}": value}
+    with pytest.raises(ConfigError) as error:
+        load_stack_config(getter(config))
+    assert str(error.value) == f"hostscale:{section} must be a mapping, got {value!r}"
+
+
+def valid(id: str, stack: str, setting: str, value: Any) -> Any:
+    return pytest.param(stack, setting, value, id=id)
+
+
+# fmt: off
+VALID = [
+    valid("an image on a registry with a port, a tag and a digest", "local", "app.image",
+          "registry.example.com:5000/team/app:1.4@sha256:" + "a" * 64),
+    valid("an image by its short name", "local", "app.image", "app"),
+    valid("an RSA login key of 3072 bits with a comment", "lab", "vms.ssh_public_key", RSA_3072 + " operator@laptop"),
+    valid("an ECDSA login key", "lab", "vms.ssh_public_key", ECDSA_256),
+    valid("an ed25519 login key with a comment of several words", "lab", "vms.ssh_public_key", LOCAL_KEY + " the operator"),
+    valid("a base image from an https URL", "lab", "vms.base_image",
+          "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2"),
+    valid("an RSA host key", "multihost", "vms.hosts.1.ssh_host_key", RSA_3072),
+    valid("a prefix of 24 characters", "local", "host.name_prefix", "h" * 23 + "1"),
+    valid("a remote hypervisor by DNS name and port", "multihost", "vms.hosts.2.libvirt_uri",
+          "qemu+ssh://deploy@hv3.lab.example:2222/system"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("stack", "setting", "value"), VALID)
+def test_valid_values_at_the_edges_of_each_grammar_load(stack: str, setting: str, value: Any) -> None:
+    load_stack_config(getter(edited(stack, setting, value)))
+
+
+def test_the_app_is_told_its_pool_size_which_the_connection_check_counted() -> None:
+    run = record_program(edited("local", "app.db_pool_max_size", 7), "local")
+    env = run.resources["app-service"].inputs["taskSpec"]["containerSpec"]["env"]
+    assert env["DB_POOL_MAX_SIZE"] == "7"
 
 
 def test_program_fails_on_invalid_config_before_declaring_anything() -> None:

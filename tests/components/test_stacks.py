@@ -13,9 +13,8 @@ import pytest
 import yaml
 
 from autoscaler.settings import load_settings
-from components.app_tier import REPLICAS_PROPERTY
 from harness.program import stack_config
-from harness.recording import FAKE_JOIN_TOKEN, FAKE_PASSWORD, Recording, record_program
+from harness.recording import FAKE_DIGEST, FAKE_JOIN_TOKEN, FAKE_PASSWORD, Recording, record_program
 
 STACKS = ["local", "lab", "lab-emulated", "multihost"]
 
@@ -84,9 +83,11 @@ def test_db_network_is_not_attachable_and_web_is(stack: tuple[str, Recording]) -
     assert service(run, "swarm-web")["attachable"] is True, "swarm-web"
 
 
-def test_app_replica_count_is_left_to_the_autoscaler(stack: tuple[str, Recording]) -> None:
+def test_a_new_app_service_starts_with_the_initial_replica_count(stack: tuple[str, Recording]) -> None:
+    """No service yet (tests/components/conftest.py). No ignore_changes either: Pulumi would resend the initial
+    count recorded in its state on every update (tests/components/test_app_tier.py has the live count)."""
     name, run = stack
-    assert run.resources["app-service"].ignore_changes == [REPLICAS_PROPERTY], "app-service"
+    assert run.resources["app-service"].ignore_changes == [], "app-service"
     initial = stack_config(name)["hostscale:app"]["initial_replicas"]
     assert service(run, "app-service")["mode"]["replicated"]["replicas"] == initial, (
         "app-service: initial replicas"
@@ -111,7 +112,9 @@ def test_secrets_stay_secret(stack: tuple[str, Recording]) -> None:
     assert run.is_secret(run.namespace["database"].secret.data), (
         "database-password: data output must be secret"
     )
-    assert run.is_secret(run.namespace["swarm"].join_token), "swarm-join-token must be secret"
+    vms = run.namespace["vms"]
+    if vms is not None:
+        assert run.is_secret(vms.join_token), "vms-join-token must be secret"
     for name, declared in run.resources.items():
         if name == "database-generated-password":  # where it is born: the provider marks its result secret
             continue
@@ -127,6 +130,36 @@ def test_no_secret_travels_in_an_environment_variable(stack: tuple[str, Recordin
         assert service(run, name)["taskSpec"]["containerSpec"]["secrets"][0]["fileName"] == "db_password", (
             name
         )
+
+
+def gate_settings(run: Recording) -> dict[str, Any]:
+    """The gate's settings file as the component uploads it."""
+    uploads = {u["file"]: u["content"] for u in service(run, "autoscaler-gate")["uploads"]}
+    settings: dict[str, Any] = json.loads(uploads["/etc/hostscale/gate.json"])
+    return settings
+
+
+def test_the_autoscaler_holds_no_docker_or_libvirt_socket_and_reaches_them_through_the_gate(
+    stack: tuple[str, Recording],
+) -> None:
+    name, run = stack
+    autoscaler, gate = service(run, "autoscaler-container"), service(run, "autoscaler-gate")
+    binds = {m["source"] for m in autoscaler["mounts"] if m["type"] == "bind"}
+    assert not binds & {"/var/run/docker.sock", "/var/run/libvirt/libvirt-sock"}, f"{name}: {binds}"
+    assert [m["target"] for m in autoscaler["mounts"] if m["type"] == "volume"] == ["/run/hostscale/gate"]
+    assert "DOCKER_HOST=unix:///run/hostscale/gate/docker.sock" in autoscaler["envs"]
+    assert {m["target"]: m["type"] for m in gate["mounts"]}["/var/run/docker.sock"] == "bind"
+    assert (gate["networkMode"], gate["entrypoints"]) == ("none", ["python3", "-m", "autoscaler.gate"])
+    for container in (autoscaler, gate):
+        assert container["capabilities"] == {"drops": ["ALL"]}
+        assert container["securityOpts"] == ["no-new-privileges:true"]
+    settings = gate_settings(run)
+    assert settings["service"] == settings_file(run)["service"]
+    fleet = settings_file(run)["fleet"]
+    assert settings["worker_nodes"] == [vm["name"] for vm in (fleet["vms"] if fleet else [])]
+    local = [vm["name"] for vm in (fleet["vms"] if fleet else []) if vm["libvirt_uri"] == "qemu:///system"]
+    assert settings["libvirt_domains"] == local
+    assert ("HOSTSCALE_LIBVIRT_GATE=/run/hostscale/gate/libvirt.sock" in autoscaler["envs"]) == bool(local)
 
 
 def settings_file(run: Recording) -> dict[str, Any]:
@@ -197,11 +230,24 @@ def test_lab_stack_declares_three_vms_that_all_boot_once_and_one_warm_vm_parked(
     assert joins["vms-2-join"].inputs["delete"] == "docker node rm --force hslab-worker-2"
 
 
-def test_lab_app_image_goes_through_the_managers_registry(lab: Recording) -> None:
+def test_lab_app_image_goes_through_the_managers_registry_by_digest(lab: Recording) -> None:
     image = service(lab, "app-service")["taskSpec"]["containerSpec"]["image"]
-    assert image == lab.namespace["images"]["app"].tag.replace("hostscale/", "10.77.0.1:5000/hostscale/", 1)
-    registry = lab.resources["registry-registry"].inputs
-    assert [(p["ip"], p["external"]) for p in registry["ports"]] == [("127.0.0.1", 5000), ("10.77.0.1", 5000)]
+    tag = lab.namespace["images"]["app"].tag
+    assert image == tag.replace("hostscale/", "10.77.0.1:5000/hostscale/", 1) + "@" + FAKE_DIGEST
+    publish = lab.resources["app-image-publish"].inputs["create"]
+    assert f"docker push -q 127.0.0.1:5000/{tag}" in publish, "pushes go to loopback"
+    assert publish.endswith(
+        f"docker push 127.0.0.1:5000/{tag} | sed -n 's/.*digest: \\(sha256:[0-9a-f]\\{{64\\}}\\).*/\\1/p'"
+    ), "prints the digest the registry stored for this push"
+
+
+def test_lab_workers_pull_from_a_read_only_registry_and_pushes_stay_on_loopback(lab: Recording) -> None:
+    push, pull = lab.resources["registry-registry"].inputs, lab.resources["registry-pull-registry"].inputs
+    assert [(p["ip"], p["external"]) for p in push["ports"]] == [("127.0.0.1", 5000)]
+    assert [(p["ip"], p["external"]) for p in pull["ports"]] == [("10.77.0.1", 5000)]
+    assert pull["command"] == ["docker-registry", "serve", "/etc/docker/registry/read-only.yml"]
+    assert [m["readOnly"] for m in pull["mounts"]] == [True]
+    assert push["mounts"][0]["source"] == pull["mounts"][0]["source"] == "hslab-registry", "one storage"
     placement = service(lab, "app-service")["taskSpec"]["placement"]
     assert placement["maxReplicas"] == 4, "a worker holds replicas_per_vm app tasks"
     fleet = settings_file(lab)["fleet"]
@@ -222,15 +268,44 @@ def test_lab_vms_cloud_init_joins_the_swarm_on_the_manager(lab: Recording) -> No
         files = {f["path"]: f for f in doc["write_files"]}
         assert files["/run/hostscale/swarm-join-token"]["content"].strip() == FAKE_JOIN_TOKEN, name
         assert files["/run/hostscale/swarm-join-token"]["permissions"] == "0600", name
-        joins = [cmd for cmd in doc["runcmd"] if "swarm join" in " ".join(cmd)]
+        joins = [cmd for cmd in doc["runcmd"] if "swarm-join" in " ".join(cmd)]
         assert joins, f"{name}: no swarm join"
-        assert "10.77.0.1:2377" in joins[0][-1], f"{name}: joins {joins[0][-1]}"
-        assert FAKE_JOIN_TOKEN not in joins[0][-1], f"{name}: the token must not be on a command line"
-    assert lab.is_secret(lab.namespace["swarm"].join_token)
+        assert "10.77.0.1:2377" in joins[0], f"{name}: joins {joins[0]}"
+        assert FAKE_JOIN_TOKEN not in " ".join(joins[0]), f"{name}: the token must not be on a command line"
+    assert lab.is_secret(lab.namespace["vms"].join_token)
+
+
+@pytest.mark.parametrize("step", ["vms-join-token", "vms-rotate-join-token"])
+def test_the_steps_that_handle_the_join_token_log_nothing(lab: Recording, step: str) -> None:
+    # pulumi-command logs a command's stdout and stderr unless told not to: the token would be in `up`'s
+    # output and the CI logs.
+    assert lab.resources[step].inputs["logging"] == "none", step
+
+
+def test_the_join_token_is_rotated_once_every_worker_joined_and_read_again_for_new_ones(
+    lab: Recording,
+) -> None:
+    names = lab.namespace["vms"].names
+    read, rotate = lab.resources["vms-join-token"], lab.resources["vms-rotate-join-token"]
+    assert read.inputs["create"] == "docker swarm join-token -q worker"
+    assert rotate.inputs["create"] == "docker swarm join-token --rotate -q worker > /dev/null"
+    assert read.inputs["triggers"] == rotate.inputs["triggers"] == names, (
+        "a new VM: read it again, rotate again"
+    )
+    assert sorted(rotate.depends_on) == sorted(f"vms-{i}-join" for i in range(len(names))), "after every join"
+    for name, disk in lab.of_type("libvirt:index/cloudInitDisk:CloudInitDisk").items():
+        assert disk.ignore_changes == ["userData"], f"{name}: a new token would replace a VM that has joined"
+
+
+def test_the_local_stack_never_reads_a_join_token(local: Recording) -> None:
+    assert not [name for name in local.resources if "join-token" in name]
 
 
 def test_lab_app_replicas_run_on_workers_only(lab: Recording) -> None:
-    assert service(lab, "app-service")["taskSpec"]["placement"]["constraints"] == ["node.role==worker"]
+    assert service(lab, "app-service")["taskSpec"]["placement"]["constraints"] == [
+        "node.role==worker",
+        "node.labels.dev.hostscale.admitted==true",
+    ], "only workers the manager admitted by node ID: a node joining with a leaked token gets no task"
     assert "10.77.0.1" in lab.resources["swarm-init"].inputs["create"], (
         "swarm-init advertises on the VM network"
     )
@@ -359,7 +434,11 @@ def test_multihost_autoscaler_reaches_remote_vms_over_ssh_with_pinned_host_keys(
     mounts = {m["target"]: m for m in container["mounts"]}
     assert mounts["/run/hostscale/libvirt-ssh-key"]["source"] == "/etc/hostscale/libvirt-ssh-key"
     assert mounts["/run/hostscale/libvirt-ssh-key"]["readOnly"] is True
-    assert "/var/run/libvirt/libvirt-sock" in mounts, "hv1 is the local hypervisor"
+    gate = {m["target"] for m in service(multihost, "autoscaler-gate")["mounts"]}
+    assert "/var/run/libvirt/libvirt-sock" in gate, "hv1 is the local hypervisor: the gate holds its socket"
+    assert gate_settings(multihost)["libvirt_domains"] == [
+        f"hsmulti-worker-{i}" for i, host in enumerate(SPREAD) if host == "hv1"
+    ], "the gate runs virsh on hv1's domains only"
     uploads = {u["file"]: u["content"] for u in container["uploads"]}
     known = uploads["/etc/hostscale/known_hosts"].splitlines()
     assert [line.split()[:2] for line in known] == [
@@ -397,7 +476,47 @@ def test_a_single_remote_hypervisor_is_reached_over_ssh_only() -> None:
         for i in range(3)
     ]
     targets = {m["target"] for m in container["mounts"]}
-    assert "/var/run/libvirt/libvirt-sock" not in targets, "no VM on the local hypervisor: no socket"
+    gate = {m["target"] for m in service(run, "autoscaler-gate")["mounts"]}
+    assert "/var/run/libvirt/libvirt-sock" not in gate, "no VM on the local hypervisor: no socket"
     assert "/run/hostscale/libvirt-ssh-key" in targets
     uploads = {u["file"]: u["content"] for u in container["uploads"]}
     assert uploads["/etc/hostscale/known_hosts"].startswith("hypervisor.example ssh-ed25519 AAAA")
+
+
+def test_up_waits_for_the_tier_only_after_every_vm_joined(lab: Recording, local: Recording) -> None:
+    """Lab replicas run on admitted workers only: a readiness step that ran before the joins would wait for
+    replicas no node may run, and fail `up` after its timeout."""
+    joins = sorted(name for name in lab.resources if name.startswith("vms-") and name.endswith("-join"))
+    assert joins == ["vms-0-join", "vms-1-join", "vms-2-join"]
+    assert set(joins) <= set(lab.resources["readiness-check"].depends_on)
+    assert {"app-service", "load-balancer-haproxy"} <= set(local.resources["readiness-check"].depends_on)
+
+
+def test_every_container_is_replaced_delete_first(stack: tuple[str, Recording]) -> None:
+    """A container has a fixed name (and host ports): Docker refuses its replacement next to the old one (409),
+    so a changed image or file must delete the old container first, under the real engine as in the harness."""
+    name, run = stack
+    containers = {n: r for n, r in run.resources.items() if r.type == "docker:index/container:Container"}
+    assert containers, name
+    assert [n for n, r in containers.items() if not r.delete_before_replace] == [], name
+
+
+def test_the_optional_prometheus_containers_are_replaced_delete_first_too() -> None:
+    config = stack_config("local")
+    config["hostscale:prometheus"] = {"enabled": True}
+    run = record_program(config, "local")
+    prometheus = [
+        n for n, r in run.resources.items() if n.startswith("prometheus-") and r.type.endswith("Container")
+    ]
+    assert sorted(prometheus) == ["prometheus-main", "prometheus-replicas"]
+    assert all(run.resources[n].delete_before_replace for n in prometheus)
+
+
+def test_each_remote_hypervisor_gets_the_forced_commands_list_of_its_own_domains(
+    multihost: Recording,
+) -> None:
+    assert multihost.outputs["virsh_gate_settings"] == {
+        host: json.dumps({"domains": [f"hsmulti-worker-{i}" for i, on in enumerate(SPREAD) if on == host]})
+        + "\n"
+        for host in ("hv2", "hv3")
+    }

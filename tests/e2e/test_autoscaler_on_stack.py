@@ -1,7 +1,7 @@
 """The autoscaler image against real HAProxy and a real Swarm service, as the Pulumi program deploys them (a
 test stack, testbed/stack.py, with POLICY as its autoscaler's policy): load makes it scale out, the new
 replicas take traffic, load stops and it scales back to min; HAProxy restarted mid-run makes it hold, then
-resume."""
+resume; the live status page, served by the image, shows what /status says."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any
 import docker
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect
 
+from autoscaler.status_page import CONTENT_SECURITY_POLICY
 from autoscaler.swarm import SwarmService
 from testbed.load import Load
 from testbed.stack import TestStack, stand_up
@@ -31,7 +33,7 @@ POLICY = {
 @pytest.fixture(scope="module")
 def stack(docker_client: docker.DockerClient, images: dict[str, str]) -> Iterator[TestStack]:
     """The program's own request path (the local stack's config) with POLICY as its autoscaler's policy."""
-    with stand_up(docker_client, autoscaler=POLICY) as deployed:
+    with stand_up(docker_client, autoscaler=POLICY, served_by_header=True) as deployed:
         yield deployed
 
 
@@ -94,6 +96,13 @@ def test_load_scales_out_new_replicas_serve_then_it_scales_back_to_min(
     assert any("rule 'sessions'" in reason and "asks for" in reason for reason in ups[0]["reasons"]), ups[0]
     assert peak <= POLICY["replicas"]["max"]  # type: ignore[index]
     print(f"scaled 2 -> {peak} -> 2; served by {len(load.served)} replicas: {dict(load.served)}")
+    # Those scales went through the gate: the autoscaler holds no socket, and the gate logged each write.
+    container = stack.autoscaler()
+    assert not [m for m in container.attrs["Mounts"] if m["Type"] == "bind" and m["Source"].endswith("sock")]
+    assert "DOCKER_HOST=unix:///run/hostscale/gate/docker.sock" in container.attrs["Config"]["Env"]
+    gate_log = stack.client.containers.get(f"{stack.prefix}-autoscaler-gate").logs().decode()
+    let_through = [line for line in gate_log.splitlines() if "/update let through: 200" in line]
+    assert len(let_through) >= len(ups) + len(downs), gate_log[-2000:]
 
 
 def test_haproxy_restart_makes_it_hold_then_resume(stack: TestStack, autoscaler: str) -> None:
@@ -113,3 +122,29 @@ def test_haproxy_restart_makes_it_hold_then_resume(stack: TestStack, autoscaler:
     assert stack.replicas() == replicas
     # Resumed: fresh readings of ready replicas after the restart.
     wait_for("replicas UP again", lambda: (_status(autoscaler) or {}).get("ready") == replicas, 60)
+
+
+def test_the_status_page_shows_what_the_autoscaler_sees(
+    stack: TestStack, autoscaler: str, browser: Browser
+) -> None:
+    """The page as the image ships it (its files copied next to the code), on the autoscaler's own listener."""
+    wait_for("a steady state", lambda: (_status(autoscaler) or {}).get("ready") == stack.replicas(), 60)
+    status = _status(autoscaler)
+    assert status is not None
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        response = page.goto(f"{autoscaler}/")
+        assert response is not None
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        for count in ("current", "desired", "ready"):
+            expect(page.locator(f"#{count}")).to_have_text(str(status[count]), timeout=15_000)
+        expect(page.locator("#targets tbody td").first).to_have_text("sessions")
+        servers = page.eval_on_selector_all(
+            "#servers tbody tr", "rows => rows.map(row => row.cells[0].textContent)"
+        )
+        assert sorted(servers) == sorted(status["servers"]), (servers, status["servers"])
+        evaluations = page.get_attribute('#replicas-chart polyline[data-series="ready"]', "data-samples")
+        assert int(evaluations or 0) > 1, "a fresh page draws the evaluations the autoscaler kept"
+    finally:
+        context.close()

@@ -22,8 +22,9 @@ import httpx
 import pytest
 
 from harness import dev_stack
-from harness.program import ROOT
+from harness.program import ROOT, stack_config
 from loadtests.report import make_report
+from testbed.stack import with_served_by_header
 from testbed.waiting import wait_for
 
 PREFIX = "hostscale"
@@ -51,8 +52,9 @@ class Run:
 def run_locust(locustfile: str, directory: Path, *extra: str, timeout_s: float = 400) -> Run:
     directory.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "locust", "-f", f"loadtests/{locustfile}", "--config", "loadtests/locust.conf",
-        "--headless", "--only-summary", "--csv", str(directory / "run"), "--csv-full-history",
+        # Locust reads the defaults (host, full CSV history, SLOs) from pyproject.toml's [tool.locust] in cwd.
+        sys.executable, "-m", "locust", "-f", f"loadtests/{locustfile}",
+        "--headless", "--only-summary", "--csv", str(directory / "run"),
         "--record-dir", str(directory), *extra,
     ]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -88,6 +90,13 @@ def replicas(client: docker.DockerClient) -> int:
     return int(spec["Mode"]["Replicated"]["Replicas"])
 
 
+def app_503s(client: docker.DockerClient, since: int) -> list[str]:
+    """The app's own log lines for the 503s it answered since `since` (unix time), each with its reason."""
+    logs = client.services.get(f"{PREFIX}-app").logs(stdout=True, stderr=True, since=since, timestamps=True)
+    lines = b"".join(logs).decode(errors="replace").splitlines()
+    return [line[-300:] for line in lines if "503 for" in line][:20]
+
+
 def running_app_tasks(client: docker.DockerClient) -> list[dict[str, Any]]:
     tasks = client.services.get(f"{PREFIX}-app").tasks(filters={"desired-state": "running"})
     return [t for t in tasks if t["Status"]["State"] == "running"]
@@ -101,12 +110,12 @@ def settled(client: docker.DockerClient) -> bool:
 @pytest.fixture(scope="module")
 def stack(docker_client: docker.DockerClient, images: dict[str, str]) -> Iterator[docker.DockerClient]:
     was_swarm = docker_client.info()["Swarm"]["LocalNodeState"] == "active"
-    dev_stack.up("local")
+    dev_stack.up("local", with_served_by_header(stack_config("local")))  # served_by.json names replicas
     try:
         wait_for("the tier at its minimum, every replica UP", lambda: settled(docker_client), 180)
         yield docker_client
     finally:
-        dev_stack.down("local")
+        dev_stack.down("local", delete_data=True)
         if not was_swarm:
             docker_client.swarm.leave(force=True)
 
@@ -126,6 +135,7 @@ def test_scale_cycle_scales_out_and_back_with_zero_failures(
     stack: docker.DockerClient, tmp_path: Path
 ) -> None:
     first_seq = events()[-1]["seq"]
+    started = int(time.time())
     run = run_locust("scale_cycle.py", tmp_path / "scale-cycle")
     during = events(first_seq)
     peak = max(e["desired"] for e in during)
@@ -133,7 +143,7 @@ def test_scale_cycle_scales_out_and_back_with_zero_failures(
         f"scale cycle: {run.requests} requests, {run.failures} failed, peak {peak} replicas, served by {run.served_by()}"
     )
 
-    assert run.failures == 0, run.errors
+    assert run.failures == 0, f"{run.errors}\nthe replicas' 503s: {app_503s(stack, started)}"
     assert run.exit_code == 0, (run.directory / "locust.log").read_text()[-2000:]
     assert peak >= MIN_REPLICAS + 2, (
         f"the rules should have scaled out to at least {MIN_REPLICAS + 2}: {peak}"

@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 from harness import dev_stack
+from harness.program import stack_config
+from testbed.stack import with_served_by_header
 from testbed.waiting import wait_for
 
 PREFIX = "hostscale"
@@ -39,11 +41,11 @@ def local_stack(docker_client: docker.DockerClient, images: dict[str, str]) -> I
         f"a local stack is already running: {_leftovers(docker_client)}"
     )
     was_swarm = docker_client.info()["Swarm"]["LocalNodeState"] == "active"
-    outputs = dev_stack.up("local")
+    outputs = dev_stack.up("local", with_served_by_header(stack_config("local")))
     try:
         yield outputs
     finally:
-        dev_stack.down("local")
+        dev_stack.down("local", delete_data=True)
         if not was_swarm:
             docker_client.swarm.leave(force=True)
 
@@ -118,7 +120,10 @@ def test_down_leaves_nothing_behind(local_stack: dict[str, Any], docker_client: 
     nothing to do)."""
     assert any(_leftovers(docker_client).values()), "the stack should be up before down"
     dev_stack.down("local")
-    assert _leftovers(docker_client) == {
+    nothing: dict[str, list[str]] = {
         k: [] for k in ("containers", "services", "networks", "secrets", "volumes")
     }
+    assert _leftovers(docker_client) == {**nothing, "volumes": [f"{PREFIX}-pgdata"]}, "down keeps the data"
     assert not dev_stack.state_file("local").exists()
+    dev_stack.down("local", delete_data=True)
+    assert _leftovers(docker_client) == nothing

@@ -37,6 +37,8 @@ def test_every_docker_object_the_program_names_starts_with_the_test_stacks_prefi
     assert sorted(named) == [
         "app-service",
         "autoscaler-container",
+        "autoscaler-gate",
+        "autoscaler-gate-sockets",
         "database-data",
         "database-password",
         "database-service",
@@ -95,3 +97,23 @@ def test_overrides_replace_the_policy_and_merge_into_the_app(
     local = loaded(stack_config("local"))
     assert settings.app.memory_mb == local.app.memory_mb
     assert settings.host.name_prefix == PREFIX
+
+
+def _app_env(config: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = (
+        record_program(config, "test-0123abcd")
+        .resources["app-service"]
+        .inputs["taskSpec"]["containerSpec"]["env"]
+    )
+    return env
+
+
+@pytest.mark.parametrize(
+    ("served_by_header", "expected"),
+    [
+        pytest.param(False, "false", id="replicas send no X-Served-By unless a test asks"),
+        pytest.param(True, "true", id="a test that counts replicas turns X-Served-By on"),
+    ],
+)
+def test_served_by_header_is_off_unless_the_test_turns_it_on(served_by_header: bool, expected: str) -> None:
+    assert _app_env(config_for(PREFIX, served_by_header=served_by_header))["SERVED_BY_HEADER"] == expected
