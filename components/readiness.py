@@ -52,11 +52,21 @@ def stats_csv_url(stats_url: str) -> str:
     return f"{stats_url};csv"
 
 
-def backend_verdict(stats_csv: str, backend: str, wanted: int) -> Verdict:
-    """Whether HAProxy counts at least `wanted` servers of `backend` UP, from its CSV stats export."""
+def backend_servers(stats_csv: str, backend: str) -> list[dict[str, str]]:
+    """The server rows of `backend` in HAProxy's CSV stats export."""
     header, *rows = stats_csv.splitlines()
     reader = csv.DictReader(rows, fieldnames=header.removeprefix("# ").split(","))
-    servers = [r for r in reader if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")]
+    return [r for r in reader if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")]
+
+
+def servers_up(stats_csv: str, backend: str) -> int:
+    """How many servers of `backend` HAProxy has in rotation ("UP", or "UP 1/3": one check failed, still in)."""
+    return sum(1 for s in backend_servers(stats_csv, backend) if s["status"].startswith("UP"))
+
+
+def backend_verdict(stats_csv: str, backend: str, wanted: int) -> Verdict:
+    """Whether HAProxy counts at least `wanted` servers of `backend` UP, from its CSV stats export."""
+    servers = backend_servers(stats_csv, backend)
     if not servers:
         return Verdict(False, (f"HAProxy has no backend {backend!r} with servers",))
     # "UP 1/3": UP, one check failed; still in rotation. A slot without an address is no replica at all.
@@ -135,6 +145,11 @@ def check(target: Target, fetch: Fetch = get, connect: Connect | None = None) ->
         )
         return Verdict(backend.ready and probe.ready, backend.reasons + probe.reasons)
     url = target.url + target.path
+    if status == 200 and servers_up(body, target.backend) == 0:
+        # HAProxy would hold the request for its queue timeout (images/haproxy/hold_for_replica.lua), longer
+        # than a probe waits: the answer would be a timeout that says less than the stats already do.
+        held = f"no GET {url} sent: with no replica UP, HAProxy holds a request until one is"
+        return Verdict(False, (*backend.reasons, held))
     status, error, _ = fetch(url)
     probe = probe_verdict(status, error, url)
     return Verdict(backend.ready and probe.ready, backend.reasons + probe.reasons)

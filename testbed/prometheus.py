@@ -30,6 +30,7 @@ from components.prometheus import MAIN_CONFIG, REPLICAS_CONFIG, SCRAPER_PORT, Pa
 from testbed.containers import LABEL
 from testbed.ports import free_loopback_port
 from testbed.stack import TestStack
+from testbed.waiting import wait_for
 
 CONFIG_DIR = "/etc/hostscale/prometheus"
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -62,6 +63,20 @@ class RunningPrometheus:
         for target in active:
             health.setdefault(target["labels"]["job"], []).append(target["health"])
         return health
+
+    def answering(self) -> bool:
+        """Whether the main Prometheus accepts connections yet; one that exited fails with its logs (its
+        listener opens a moment after the container starts, and a bad config makes it exit instead)."""
+        try:
+            httpx.get(f"{self.url}/-/healthy", timeout=5)
+        except httpx.TransportError:
+            self.main.reload()
+            if self.main.status != "running":
+                raise AssertionError(
+                    f"the main Prometheus exited ({self.main.status})\n{self.logs()}"
+                ) from None
+            return False
+        return True
 
     def logs(self) -> str:
         return "\n".join(
@@ -142,7 +157,9 @@ def prometheus_for(
             network_mode="host",
         )
         started.append(main)
-        yield RunningPrometheus(f"http://127.0.0.1:{main_port}", main, scraper)
+        running = RunningPrometheus(f"http://127.0.0.1:{main_port}", main, scraper)
+        wait_for("the main Prometheus to accept connections", running.answering, 120, 0.5)
+        yield running
     finally:
         for container in started:
             container.remove(force=True)

@@ -243,9 +243,28 @@ def test_gives_up_at_the_deadline_with_the_last_reasons() -> None:
         (
             "2 of 2 replicas DOWN in HAProxy: L7STS 503",
             "0 of 2 replicas UP",
-            "GET http://127.0.0.1:8080/healthz through the load balancer answered 503",
+            "no GET http://127.0.0.1:8080/healthz sent: with no replica UP, HAProxy holds a request until one is",
         ),
     )
+
+
+def test_with_no_replica_up_no_request_is_sent_since_haproxy_would_hold_it() -> None:
+    down = stats(("app-1", "DOWN", "L4CON", ""), ("app-2", "UP 1/3", "L7OK", "200"))
+    sent: list[str] = []
+
+    def fetch(url: str) -> tuple[int | None, str | None, str]:
+        sent.append(url)
+        return (200, None, down) if url.endswith(";csv") else (200, None, "")
+
+    # One replica still in rotation ("UP 1/3"): the request is sent.
+    assert check(TARGET, fetch).reasons == ("1 of 2 replicas DOWN in HAProxy: L4CON", "1 of 2 replicas UP")
+    assert sent == ["http://127.0.0.1:8404/stats;csv", "http://127.0.0.1:8080/healthz"]
+    down = stats(("app-1", "DOWN", "L4CON", ""), ("app-2", "DOWN", "L4CON", ""))
+    sent.clear()
+    assert check(TARGET, fetch).reasons[-1] == (
+        "no GET http://127.0.0.1:8080/healthz sent: with no replica UP, HAProxy holds a request until one is"
+    )
+    assert sent == ["http://127.0.0.1:8404/stats;csv"]
 
 
 def test_the_step_fails_naming_what_is_not_ready(capsys: pytest.CaptureFixture[str]) -> None:
