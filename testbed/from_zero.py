@@ -38,7 +38,10 @@ class FirstRequests:
 
 
 def at_zero(stack: TestStack) -> bool:
-    return stack.replicas() == 0 and not stack.running_tasks()
+    # Not only the tasks Swarm wants running: a task told to shut down keeps serving while it drains
+    # (app/draining.py), so the tier is at zero once no task's container runs at all.
+    draining_or_running = [t for t in stack.service().tasks() if t["Status"]["State"] == "running"]
+    return stack.replicas() == 0 and not draining_or_running
 
 
 def wait_idle_at_zero(stack: TestStack, timeout_s: float = 120) -> None:
